@@ -1,0 +1,55 @@
+// The one HSM interface every backend implements (software, PKCS#11, serial host-command).
+// Keys are named by label and version; key material never crosses this interface in clear.
+
+export type SymmetricKeyType = 'DES3-2KEY' | 'AES-128';
+export type KeyUsage = 'mac' | 'encrypt' | 'derive' | 'wrap';
+
+export interface KeyRef {
+  readonly label: string;
+  readonly version: number;
+}
+
+/** A key the HSM can use: a stored key, or a card key derived inside the HSM from a master key and a card id. */
+export type KeySpec = KeyRef | { readonly master: KeyRef; readonly cardId: Buffer };
+
+export interface KeyInfo {
+  readonly label: string;
+  readonly version: number;
+  readonly type: SymmetricKeyType | 'RSA-2048';
+  readonly usage: readonly KeyUsage[];
+  /** Key check value: first 3 bytes of encrypting zeros (3DES) / CMAC of zeros (AES), hex. */
+  readonly kcv: string;
+}
+
+/** ISO 9797-1 padding method 2 with MAC algorithm 1 or 3 (2-key 3DES), or AES-CMAC (NIST SP 800-38B). */
+export type MacAlgorithm = 'ISO9797-1-ALG1' | 'ISO9797-1-ALG3' | 'AES-CMAC';
+export type CipherMode = 'CBC';
+
+export interface HsmHealth {
+  readonly ok: boolean;
+  readonly backend: HsmBackendName;
+  /** Free-form detail: token label, firmware, line state... never key material. */
+  readonly detail: string;
+}
+
+export type HsmBackendName = 'software' | 'pkcs11' | 'serial';
+
+export interface Hsm {
+  readonly backend: HsmBackendName;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  health(): Promise<HsmHealth>;
+  listKeys(): Promise<KeyInfo[]>;
+  generateKey(ref: KeyRef, type: SymmetricKeyType, usage: readonly KeyUsage[]): Promise<KeyInfo>;
+  /** Import a key that arrives encrypted under a key-encryption key already in the HSM (never in clear). */
+  importKey(ref: KeyRef, type: SymmetricKeyType, usage: readonly KeyUsage[], wrapped: Buffer, kek: KeyRef): Promise<KeyInfo>;
+  keyCheckValue(key: KeySpec): Promise<Buffer>;
+  macGenerate(key: KeySpec, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer>;
+  macVerify(key: KeySpec, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean>;
+  encrypt(key: KeySpec, mode: CipherMode, iv: Buffer, data: Buffer): Promise<Buffer>;
+  decrypt(key: KeySpec, mode: CipherMode, iv: Buffer, data: Buffer): Promise<Buffer>;
+  randomBytes(length: number): Promise<Buffer>;
+  generateRsaKeyPair(ref: KeyRef, bits: 2048): Promise<{ publicKeyDer: Buffer }>;
+  sign(key: KeyRef, data: Buffer): Promise<Buffer>;
+  verify(key: KeyRef, data: Buffer, signature: Buffer): Promise<boolean>;
+}
