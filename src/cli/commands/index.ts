@@ -1,6 +1,8 @@
 // Registry of every CLI subcommand. Add a command by importing it and listing it here (one line each).
 
 import type { CliCommand } from '../command.ts';
+import { benchCommand } from './bench.ts';
 
 export const commands: CliCommand[] = [
+  benchCommand,
 ];

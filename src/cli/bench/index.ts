@@ -1,0 +1,6 @@
+// Registry of benchmark suites run by `purselab bench [SUITE...]`. Add a suite with one import and one list entry.
+
+import type { BenchSuite } from './suite.ts';
+
+export const benchSuites: BenchSuite[] = [
+];
