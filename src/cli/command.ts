@@ -27,10 +27,10 @@ export class UsageError extends PurselabError {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** node:util parseArgs with errors turned into one-line usage errors. */
-export function parseCommandArgs<O extends Options>(args: string[], options: O, allowPositionals = true) {
+/** node:util parseArgs (positionals allowed) with errors turned into one-line usage errors. */
+export function parseCommandArgs<O extends Options>(args: string[], options: O) {
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0] ?? 'bad arguments');
   }
