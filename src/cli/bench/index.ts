@@ -1,6 +1,8 @@
 // Registry of benchmark suites run by `purselab bench [SUITE...]`. Add a suite with one import and one list entry.
 
+import { emulatorBench } from './emulator.ts';
 import type { BenchSuite } from './suite.ts';
 
 export const benchSuites: BenchSuite[] = [
+  emulatorBench,
 ];
