@@ -29,3 +29,13 @@ export function toHex(bytes: Uint8Array, separator = ''): string {
   if (!separator) return hex;
   return hex.replace(/(..)(?!$)/g, `$1${separator}`);
 }
+
+/** A deep copy of `value` with every Buffer/Uint8Array replaced by its hex string, for --json output. */
+export function hexifyBytes(value: unknown): unknown {
+  if (value instanceof Uint8Array) return toHex(value);
+  if (Array.isArray(value)) return value.map(hexifyBytes);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, hexifyBytes(v)]));
+  }
+  return value;
+}

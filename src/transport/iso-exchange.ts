@@ -13,7 +13,9 @@ export const MAX_GET_RESPONSE_ROUNDS = 256;
 const CHAINING_BIT = 0x10;
 
 async function exchangeOnce(raw: RawExchange, c: CommandApdu, opts: TransmitOptions): Promise<ResponseApdu> {
-  let r = parseResponse(await raw(encodeCommand(c, { extended: opts.extended === true }), opts.timeoutMs));
+  // Short form whenever the lengths allow it: `extended` only means "send long data as one extended APDU instead
+  // of chaining", and encodeCommand switches to extended form by itself when Lc > 255 or Le > 256.
+  let r = parseResponse(await raw(encodeCommand(c), opts.timeoutMs));
   if (r.sw >> 8 === 0x6c) {
     const le = (r.sw & 0xff) === 0 ? 256 : r.sw & 0xff;
     r = parseResponse(await raw(encodeCommand({ ...c, le }), opts.timeoutMs));

@@ -2,7 +2,11 @@
 
 import type { CliCommand } from '../command.ts';
 import { benchCommand } from './bench.ts';
+import { atrCommand } from './atr.ts';
+import { swCommand } from './sw.ts';
 
 export const commands: CliCommand[] = [
   benchCommand,
+  atrCommand,
+  swCommand,
 ];
