@@ -41,15 +41,27 @@ export interface Hsm {
   health(): Promise<HsmHealth>;
   listKeys(): Promise<KeyInfo[]>;
   generateKey(ref: KeyRef, type: SymmetricKeyType, usage: readonly KeyUsage[]): Promise<KeyInfo>;
-  /** Import a key that arrives encrypted under a key-encryption key already in the HSM (never in clear). */
+  /**
+   * Import a key that arrives encrypted under a key-encryption key already in the HSM (never in clear).
+   * The blob's format follows from the KEK's type (hsm-bridge/wrap.ts): AES-128 KEK -> RFC 3394 AES key wrap;
+   * RSA-2048 KEK -> RSAES-OAEP (SHA-1); DES3-2KEY KEK -> 3DES-ECB. The KEK needs usage 'wrap'.
+   */
   importKey(ref: KeyRef, type: SymmetricKeyType, usage: readonly KeyUsage[], wrapped: Buffer, kek: KeyRef): Promise<KeyInfo>;
   keyCheckValue(key: KeySpec): Promise<Buffer>;
+  /** The whole MAC: 8 bytes for ISO9797-1-ALG1/ALG3, 16 for AES-CMAC (callers truncate to what their layout carries). */
   macGenerate(key: KeySpec, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer>;
+  /** `mac` may be truncated (4 bytes up to the whole MAC): its leftmost bytes are compared, in constant time. */
   macVerify(key: KeySpec, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean>;
+  /** CBC without padding: `iv` is one block, `data` a non-empty whole number of blocks. */
   encrypt(key: KeySpec, mode: CipherMode, iv: Buffer, data: Buffer): Promise<Buffer>;
   decrypt(key: KeySpec, mode: CipherMode, iv: Buffer, data: Buffer): Promise<Buffer>;
   randomBytes(length: number): Promise<Buffer>;
-  generateRsaKeyPair(ref: KeyRef, bits: 2048): Promise<{ publicKeyDer: Buffer }>;
+  /**
+   * RSA key pair inside the HSM; returns the public key as SubjectPublicKeyInfo DER. For an RSA key, usage 'mac'
+   * allows sign/verify and 'wrap' allows importKey under it (transport key). Without `usage`: both.
+   */
+  generateRsaKeyPair(ref: KeyRef, bits: 2048, usage?: readonly KeyUsage[]): Promise<{ publicKeyDer: Buffer }>;
+  /** RSASSA-PKCS1-v1_5 with SHA-256 (PKCS#11 CKM_SHA256_RSA_PKCS): deterministic, so identical on every backend. */
   sign(key: KeyRef, data: Buffer): Promise<Buffer>;
   verify(key: KeyRef, data: Buffer, signature: Buffer): Promise<boolean>;
 }

@@ -1,0 +1,101 @@
+// A fixed-size pool of read-write sessions on one slot. Each operation borrows one session for its whole
+// sequence of calls (a PKCS#11 session runs one cryptographic operation at a time), so up to `size`
+// operations are in flight at once; more wait in FIFO order. A session that failed in a way that means it is
+// gone (closed, device removed) is released as dead: it is closed, and a waiter gets a fresh one.
+
+import type { Handle, PKCS11, Pkcs11Js } from './binding.ts';
+
+interface Waiter {
+  resolve: (h: Handle) => void;
+  reject: (e: unknown) => void;
+}
+
+export class SessionPool {
+  readonly size: number;
+  private readonly lib: PKCS11;
+  private readonly P: Pkcs11Js;
+  private readonly slot: Handle;
+  private idle: Handle[] = [];
+  private open = 0;
+  private inUse = 0;
+  private disposed = false;
+  private readonly waiters: Waiter[] = [];
+
+  constructor(P: Pkcs11Js, lib: PKCS11, slot: Handle, size: number) {
+    this.P = P;
+    this.lib = lib;
+    this.slot = slot;
+    this.size = size;
+  }
+
+  get stats(): { open: number; inUse: number; waiting: number; size: number } {
+    return { open: this.open, inUse: this.inUse, waiting: this.waiters.length, size: this.size };
+  }
+
+  /** Open one session now (used at open() to fail early, and to log in). */
+  prime(): Handle {
+    const h = this.openSession();
+    this.idle.push(h);
+    return h;
+  }
+
+  acquire(): Promise<Handle> | Handle {
+    const h = this.idle.pop();
+    if (h) {
+      this.inUse++;
+      return h;
+    }
+    if (this.open < this.size) {
+      const s = this.openSession();
+      this.inUse++;
+      return s;
+    }
+    return new Promise<Handle>((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  release(h: Handle, dead = false): void {
+    this.inUse--;
+    if (dead || this.disposed) {
+      this.closeSession(h);
+      const w = this.disposed ? undefined : this.waiters.shift();
+      if (w) {
+        try {
+          const s = this.openSession();
+          this.inUse++;
+          w.resolve(s);
+        } catch (e) {
+          w.reject(e);
+        }
+      }
+      return;
+    }
+    const w = this.waiters.shift();
+    if (w) {
+      this.inUse++;
+      w.resolve(h);
+    } else this.idle.push(h);
+  }
+
+  /** Close every idle session now and the busy ones as they come back; waiters get `reason`. */
+  dispose(reason: unknown): void {
+    this.disposed = true;
+    for (const h of this.idle) this.closeSession(h);
+    this.idle = [];
+    for (const w of this.waiters.splice(0)) w.reject(reason);
+  }
+
+  private openSession(): Handle {
+    const h = this.lib.C_OpenSession(this.slot, this.P.CKF_SERIAL_SESSION | this.P.CKF_RW_SESSION);
+    this.open++;
+    return h;
+  }
+
+  private closeSession(h: Handle): void {
+    this.open--;
+    try {
+      this.lib.C_CloseSession(h);
+    } catch {
+      /* already gone */
+    }
+  }
+}
