@@ -103,6 +103,7 @@ export function decodeCardImage(bytes: Buffer, source = 'card image'): CardImage
   const nl = bytes.indexOf(0x0a);
   const headerText = bytes.subarray(0, nl < 0 ? Math.min(bytes.length, 200) : nl).toString('latin1');
   if (!headerText.startsWith(CARD_IMAGE_MAGIC)) {
+    if (bytes.length > 0 && nl < 0 && CARD_IMAGE_MAGIC.startsWith(headerText)) throw new CardImageError(`${source} is truncated: it ends inside its header line`);
     throw new CardImageError(bytes.length === 0 ? `${source} is empty (0 bytes): not a card image` : `${source} is not a purselab card image (it does not start with ${CARD_IMAGE_MAGIC})`);
   }
   const m = /^PURSELAB-CARD-IMAGE (\d+) (\d+) ([0-9a-f]{64})$/.exec(headerText);
