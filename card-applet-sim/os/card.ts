@@ -351,8 +351,11 @@ export class SimulatedCard {
   private servicesFor(aid: Buffer): CardServices {
     const mem = this.memory;
     const card = this;
+    const ownAid = Buffer.from(aid);
     return {
-      aid: Buffer.from(aid),
+      get aid() {
+        return Buffer.from(ownAid);
+      },
       get cardSerial() {
         return Buffer.from(card.serial);
       },
