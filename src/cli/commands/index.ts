@@ -2,11 +2,13 @@
 
 import type { CliCommand } from '../command.ts';
 import { benchCommand } from './bench.ts';
+import { hsmSimCommand } from './hsm-sim.ts';
 import { atrCommand } from './atr.ts';
 import { swCommand } from './sw.ts';
 
 export const commands: CliCommand[] = [
   benchCommand,
+  hsmSimCommand,
   atrCommand,
   swCommand,
 ];
