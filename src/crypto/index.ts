@@ -66,3 +66,6 @@ export {
   type CardIdInput,
 } from './bcd.ts';
 export { ALG_3DES, ALG_AES, allSuites, isAlgorithmId, suiteFor, suiteMac, suiteVerify, type AlgorithmId, type CryptoSuite } from './suites.ts';
+export { decodeLayout, encodeLayout, layout, layoutMarkdown, type FieldDef, type FieldKind, type FieldSpec, type Layout } from './layout.ts';
+export * from './purse-mac.ts';
+export * from './purse-apdu.ts';

@@ -1,0 +1,180 @@
+// Fixed byte layouts: one table per record drives encoding, decoding and the offset tables in the docs,
+// so the code and docs/purse-applet.md / docs/psam-applet.md cannot drift apart.
+
+import { cardIdToBcd, bcdToCardId, decodeCurrency, decodeDate, decodeTime, encodeCurrency, encodeDate, encodeTime } from './bcd.ts';
+import { CryptoError } from './errors.ts';
+
+/**
+ * Field kinds. Integers are unsigned big-endian.
+ * - id16: 16 decimal digits as 8 bytes packed BCD (card id, PSAM id); value is the digit string.
+ * - currency: 4 BCD digits in 2 bytes (ISO 4217 numeric, or a points programme); value is a number.
+ * - date: YYYYMMDD in 4 bytes BCD; time: HHMMSS in 3 bytes BCD; values are digit strings.
+ * - bytes: opaque, fixed length; value is a Buffer.
+ * - const: a fixed byte (the MAC-input tag); not supplied by the caller.
+ */
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u48' | 'id16' | 'currency' | 'date' | 'time' | 'bytes' | 'const';
+
+export interface FieldSpec {
+  readonly name: string;
+  readonly kind: FieldKind;
+  readonly length: number;
+  /** Short label used in the docs (e.g. CTR, AMT). */
+  readonly label: string;
+  readonly doc: string;
+  /** For kind 'const': the byte. */
+  readonly value?: number;
+}
+
+export interface Layout {
+  readonly name: string;
+  readonly fields: readonly FieldSpec[];
+  readonly length: number;
+}
+
+const FIXED: Partial<Record<FieldKind, number>> = { u8: 1, u16: 2, u32: 4, u48: 6, id16: 8, currency: 2, date: 4, time: 3, const: 1 };
+
+/** A field: [name, kind, label, doc] or [name, 'bytes', label, doc, length] or [name, 'const', label, doc, value]. */
+export type FieldDef = readonly [string, FieldKind, string, string, number?];
+
+export function layout(name: string, defs: readonly FieldDef[]): Layout {
+  const fields: FieldSpec[] = defs.map(([fname, kind, label, doc, extra]) => {
+    if (kind === 'bytes') {
+      if (extra === undefined) throw new Error(`layout ${name}: bytes field ${fname} needs a length`);
+      return { name: fname, kind, label, doc, length: extra };
+    }
+    if (kind === 'const') return { name: fname, kind, label, doc, length: 1, value: extra ?? 0 };
+    return { name: fname, kind, label, doc, length: FIXED[kind]! };
+  });
+  return { name, fields, length: fields.reduce((n, f) => n + f.length, 0) };
+}
+
+const MAX: Record<string, number> = { u8: 0xff, u16: 0xffff, u32: 0xffffffff, u48: 0xffffffffffff };
+
+function bad(layoutName: string, field: string, message: string): never {
+  throw new CryptoError('CRYPTO_FIELD', `${layoutName}.${field}: ${message}`);
+}
+
+/** Encode `values` (one property per non-const field) into the layout's bytes. */
+export function encodeLayout(l: Layout, values: object): Buffer {
+  const v = values as Record<string, unknown>;
+  const out = Buffer.alloc(l.length);
+  let off = 0;
+  for (const f of l.fields) {
+    const x = v[f.name];
+    const what = `${l.name}.${f.name}`;
+    switch (f.kind) {
+      case 'const':
+        out[off] = f.value!;
+        break;
+      case 'u8':
+      case 'u16':
+      case 'u32':
+      case 'u48':
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > MAX[f.kind]!) {
+          bad(l.name, f.name, `must be an integer 0..${MAX[f.kind]}, got ${String(x)}`);
+        }
+        out.writeUIntBE(x, off, f.length);
+        break;
+      case 'id16':
+        if (typeof x !== 'string' && !(x instanceof Uint8Array)) bad(l.name, f.name, 'must be 16 digits');
+        try {
+          cardIdToBcd(x).copy(out, off);
+        } catch (e) {
+          bad(l.name, f.name, (e as Error).message);
+        }
+        break;
+      case 'currency':
+        if (typeof x !== 'number') bad(l.name, f.name, `must be a number 0..9999, got ${String(x)}`);
+        encodeCurrency(x, what).copy(out, off);
+        break;
+      case 'date':
+        if (typeof x !== 'string') bad(l.name, f.name, `must be 'YYYYMMDD', got ${String(x)}`);
+        encodeDate(x, what).copy(out, off);
+        break;
+      case 'time':
+        if (typeof x !== 'string') bad(l.name, f.name, `must be 'HHMMSS', got ${String(x)}`);
+        encodeTime(x, what).copy(out, off);
+        break;
+      case 'bytes':
+        if (!(x instanceof Uint8Array) || x.length !== f.length) {
+          bad(l.name, f.name, `must be ${f.length} bytes, got ${x instanceof Uint8Array ? x.length : typeof x}`);
+        }
+        out.set(x, off);
+        break;
+    }
+    off += f.length;
+  }
+  return out;
+}
+
+/** Decode bytes of exactly the layout's length; const fields must hold their value. */
+export function decodeLayout<T>(l: Layout, bytes: Uint8Array): T {
+  if (bytes.length !== l.length) {
+    throw new CryptoError('CRYPTO_FIELD', `${l.name}: expected ${l.length} bytes, got ${bytes.length}`);
+  }
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: Record<string, unknown> = {};
+  let off = 0;
+  for (const f of l.fields) {
+    const slice = b.subarray(off, off + f.length);
+    const what = `${l.name}.${f.name}`;
+    switch (f.kind) {
+      case 'const':
+        if (slice[0] !== f.value) bad(l.name, f.name, `expected ${f.value!.toString(16).padStart(2, '0')}, got ${slice[0]!.toString(16).padStart(2, '0')}`);
+        break;
+      case 'u8':
+      case 'u16':
+      case 'u32':
+      case 'u48':
+        out[f.name] = slice.readUIntBE(0, f.length);
+        break;
+      case 'id16':
+        try {
+          out[f.name] = bcdToCardId(slice);
+        } catch (e) {
+          bad(l.name, f.name, (e as Error).message);
+        }
+        break;
+      case 'currency':
+        out[f.name] = decodeCurrency(slice, what);
+        break;
+      case 'date':
+        out[f.name] = decodeDate(slice, what);
+        break;
+      case 'time':
+        out[f.name] = decodeTime(slice, what);
+        break;
+      case 'bytes':
+        out[f.name] = Buffer.from(slice);
+        break;
+    }
+    off += f.length;
+  }
+  return out as T;
+}
+
+const KIND_DOC: Record<FieldKind, string> = {
+  u8: 'binary',
+  u16: 'binary',
+  u32: 'binary',
+  u48: 'binary',
+  id16: 'BCD n16',
+  currency: 'BCD n4',
+  date: 'BCD YYYYMMDD',
+  time: 'BCD HHMMSS',
+  bytes: 'bytes',
+  const: 'constant',
+};
+
+/** The layout as a markdown table (offset, length, label, encoding, meaning): pasted verbatim into the docs. */
+export function layoutMarkdown(l: Layout): string {
+  const rows = ['| offset | len | field | encoding | meaning |', '|-------:|----:|-------|----------|---------|'];
+  let off = 0;
+  for (const f of l.fields) {
+    const enc = f.kind === 'const' ? `\`${f.value!.toString(16).padStart(2, '0').toUpperCase()}\`` : KIND_DOC[f.kind];
+    rows.push(`| ${off} | ${f.length} | ${f.label} | ${enc} | ${f.doc} |`);
+    off += f.length;
+  }
+  rows.push(`| | **${l.length}** | | | total |`);
+  return rows.join('\n');
+}
