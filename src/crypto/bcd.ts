@@ -74,8 +74,40 @@ export function decodeCurrency(bytes: Uint8Array, what = 'currency'): number {
   return Number.parseInt(unpackBcd(bytes, what), 10);
 }
 
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function daysInMonth(y: number, m: number): number {
-  return new Date(Date.UTC(y, m, 0)).getUTCDate();
+  if (m === 2 && ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0)) return 29;
+  return DAYS[m - 1]!;
+}
+
+/**
+ * Write `digits` (decimal, even count) as packed BCD into `out` at `off`; returns false (writing
+ * nothing useful) if a character is not a digit. The hot-path form of packBcd.
+ */
+export function writeBcd(out: Buffer, off: number, digits: string): boolean {
+  const n = digits.length;
+  if (n % 2 !== 0) return false;
+  for (let i = 0; i < n; i += 2) {
+    const hi = digits.charCodeAt(i) - 48;
+    const lo = digits.charCodeAt(i + 1) - 48;
+    if (hi < 0 || hi > 9 || lo < 0 || lo > 9) return false;
+    out[off + (i >> 1)] = (hi << 4) | lo;
+  }
+  return true;
+}
+
+/** Read packed BCD from `buf` as digits; undefined if a nibble is A-F. */
+export function readBcd(buf: Uint8Array, off: number, len: number): string | undefined {
+  let s = '';
+  for (let i = 0; i < len; i++) {
+    const b = buf[off + i]!;
+    const hi = b >> 4;
+    const lo = b & 0x0f;
+    if (hi > 9 || lo > 9) return undefined;
+    s += String.fromCharCode(48 + hi, 48 + lo);
+  }
+  return s;
 }
 
 /** 'YYYYMMDD' (a real calendar date) -> 4 bytes BCD. */
@@ -84,12 +116,23 @@ export function encodeDate(date: string, what = 'date'): Buffer {
   return packBcd(date, what);
 }
 
+function digitsAt(s: string, from: number, count: number): number {
+  let v = 0;
+  for (let i = from; i < from + count; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
 export function isValidDate(date: unknown): date is string {
-  if (typeof date !== 'string' || !/^[0-9]{8}$/.test(date)) return false;
-  const y = Number(date.slice(0, 4));
-  const m = Number(date.slice(4, 6));
-  const d = Number(date.slice(6, 8));
-  return m >= 1 && m <= 12 && d >= 1 && d <= daysInMonth(y, m);
+  if (typeof date !== 'string' || date.length !== 8) return false;
+  const y = digitsAt(date, 0, 4);
+  const m = digitsAt(date, 4, 2);
+  const d = digitsAt(date, 6, 2);
+  if (y < 0 || m < 1 || m > 12 || d < 1) return false;
+  return d <= daysInMonth(y, m);
 }
 
 export function decodeDate(bytes: Uint8Array, what = 'date'): string {
@@ -106,8 +149,11 @@ export function encodeTime(time: string, what = 'time'): Buffer {
 }
 
 export function isValidTime(time: unknown): time is string {
-  if (typeof time !== 'string' || !/^[0-9]{6}$/.test(time)) return false;
-  return Number(time.slice(0, 2)) <= 23 && Number(time.slice(2, 4)) <= 59 && Number(time.slice(4, 6)) <= 59;
+  if (typeof time !== 'string' || time.length !== 6) return false;
+  const h = digitsAt(time, 0, 2);
+  const m = digitsAt(time, 2, 2);
+  const sec = digitsAt(time, 4, 2);
+  return h >= 0 && h <= 23 && m >= 0 && m <= 59 && sec >= 0 && sec <= 59;
 }
 
 export function decodeTime(bytes: Uint8Array, what = 'time'): string {

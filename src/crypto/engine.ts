@@ -35,6 +35,7 @@ export class CbcEngine implements CbcPrimitive {
   private readonly encChain: Buffer;
   private dec: Decipher | undefined;
   private readonly decChain: Buffer;
+  private ecb: Cipher | undefined;
 
   constructor(family: CipherFamily, key: Uint8Array) {
     if (key.length !== 16) {
@@ -107,16 +108,27 @@ export class CbcEngine implements CbcPrimitive {
     return out;
   }
 
-  /** ECB-encrypt whole blocks (one CBC call per block with a zero IV). */
+  /** ECB-encrypt whole blocks (a long-lived ECB context: ECB carries no state between calls). */
   encryptEcb(data: Uint8Array): Buffer {
     const bs = this.blockSize;
     if (data.length === 0 || data.length % bs !== 0) {
       throw new CryptoError('CRYPTO_DATA_LENGTH', `data must be a non-zero multiple of ${bs} bytes, got ${data.length}`);
     }
-    const zero = ZERO16.subarray(0, bs);
-    if (data.length === bs) return this.encryptCbc(data, zero);
-    const out = Buffer.allocUnsafe(data.length);
-    for (let off = 0; off < data.length; off += bs) this.encryptCbc(data.subarray(off, off + bs), zero).copy(out, off);
+    if (!this.ecb) {
+      this.ecb = createCipheriv(this.family === 'aes-128-cbc' ? 'aes-128-ecb' : 'des-ede-ecb', this.key, null);
+      this.ecb.setAutoPadding(false);
+    }
+    let out: Buffer;
+    try {
+      out = this.ecb.update(data);
+    } catch (err) {
+      this.ecb = undefined;
+      throw err;
+    }
+    if (out.length !== data.length) {
+      this.ecb = undefined;
+      throw new CryptoError('CRYPTO_DATA_LENGTH', `cipher returned ${out.length} bytes for ${data.length}`);
+    }
     return out;
   }
 }
@@ -132,6 +144,25 @@ interface CacheEntry {
 // Keyed by the caller's key object, so a key that lives in a card image or a key store gets its
 // contexts built once. The copy guards against a caller rewriting the same buffer with a new key.
 const cache = new WeakMap<Uint8Array, CacheEntry>();
+
+// Second level, by key value, bounded (least recently used out): a key derived afresh for each
+// operation (the PSAM's card purchase key at S2 and again at VERIFY S3, an HSM's derived card key)
+// finds the contexts built for the same value a moment ago.
+const RECENT_MAX = 256;
+const recent = new Map<string, CacheEntry>();
+
+function lookupRecent(key: Uint8Array): CacheEntry {
+  const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
+  let entry = recent.get(id);
+  if (entry) {
+    recent.delete(id); // refresh its place in the LRU order
+  } else {
+    entry = { copy: Buffer.from(key), engines: new Map() };
+    if (recent.size >= RECENT_MAX) recent.delete(recent.keys().next().value!);
+  }
+  recent.set(id, entry);
+  return entry;
+}
 
 function build(role: EngineRole, key: Uint8Array): CbcEngine {
   switch (role) {
@@ -154,7 +185,7 @@ function build(role: EngineRole, key: Uint8Array): CbcEngine {
 export function engineFor(role: EngineRole, key: Uint8Array): CbcEngine {
   let entry = cache.get(key);
   if (!entry || !entry.copy.equals(key)) {
-    entry = { copy: Buffer.from(key), engines: new Map() };
+    entry = lookupRecent(key);
     cache.set(key, entry);
   }
   let engine = entry.engines.get(role);

@@ -1,7 +1,7 @@
 // Fixed byte layouts: one table per record drives encoding, decoding and the offset tables in the docs,
 // so the code and docs/purse-applet.md / docs/psam-applet.md cannot drift apart.
 
-import { cardIdToBcd, bcdToCardId, decodeCurrency, decodeDate, decodeTime, encodeCurrency, encodeDate, encodeTime } from './bcd.ts';
+import { cardIdToBcd, isValidDate, isValidTime, readBcd, writeBcd } from './bcd.ts';
 import { CryptoError } from './errors.ts';
 
 /**
@@ -61,7 +61,6 @@ export function encodeLayout(l: Layout, values: object): Buffer {
   let off = 0;
   for (const f of l.fields) {
     const x = v[f.name];
-    const what = `${l.name}.${f.name}`;
     switch (f.kind) {
       case 'const':
         out[off] = f.value!;
@@ -76,24 +75,30 @@ export function encodeLayout(l: Layout, values: object): Buffer {
         out.writeUIntBE(x, off, f.length);
         break;
       case 'id16':
-        if (typeof x !== 'string' && !(x instanceof Uint8Array)) bad(l.name, f.name, 'must be 16 digits');
-        try {
-          cardIdToBcd(x).copy(out, off);
-        } catch (e) {
-          bad(l.name, f.name, (e as Error).message);
+        if (typeof x === 'string') {
+          if (x.length !== 16 || !writeBcd(out, off, x)) bad(l.name, f.name, `must be exactly 16 decimal digits, got '${x}'`);
+        } else if (x instanceof Uint8Array) {
+          try {
+            cardIdToBcd(x).copy(out, off);
+          } catch (e) {
+            bad(l.name, f.name, (e as Error).message);
+          }
+        } else {
+          bad(l.name, f.name, `must be 16 digits, got ${typeof x}`);
         }
         break;
       case 'currency':
-        if (typeof x !== 'number') bad(l.name, f.name, `must be a number 0..9999, got ${String(x)}`);
-        encodeCurrency(x, what).copy(out, off);
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 9999) bad(l.name, f.name, `must be an integer 0..9999, got ${String(x)}`);
+        out[off] = (((x / 1000) | 0) << 4) | ((x / 100) | 0) % 10;
+        out[off + 1] = ((((x / 10) | 0) % 10) << 4) | x % 10;
         break;
       case 'date':
-        if (typeof x !== 'string') bad(l.name, f.name, `must be 'YYYYMMDD', got ${String(x)}`);
-        encodeDate(x, what).copy(out, off);
+        if (!isValidDate(x)) bad(l.name, f.name, `must be a calendar date YYYYMMDD, got '${String(x)}'`);
+        writeBcd(out, off, x);
         break;
       case 'time':
-        if (typeof x !== 'string') bad(l.name, f.name, `must be 'HHMMSS', got ${String(x)}`);
-        encodeTime(x, what).copy(out, off);
+        if (!isValidTime(x)) bad(l.name, f.name, `must be a time HHMMSS, got '${String(x)}'`);
+        writeBcd(out, off, x);
         break;
       case 'bytes':
         if (!(x instanceof Uint8Array) || x.length !== f.length) {
@@ -117,7 +122,6 @@ export function decodeLayout<T>(l: Layout, bytes: Uint8Array): T {
   let off = 0;
   for (const f of l.fields) {
     const slice = b.subarray(off, off + f.length);
-    const what = `${l.name}.${f.name}`;
     switch (f.kind) {
       case 'const':
         if (slice[0] !== f.value) bad(l.name, f.name, `expected ${f.value!.toString(16).padStart(2, '0')}, got ${slice[0]!.toString(16).padStart(2, '0')}`);
@@ -128,22 +132,30 @@ export function decodeLayout<T>(l: Layout, bytes: Uint8Array): T {
       case 'u48':
         out[f.name] = slice.readUIntBE(0, f.length);
         break;
-      case 'id16':
-        try {
-          out[f.name] = bcdToCardId(slice);
-        } catch (e) {
-          bad(l.name, f.name, (e as Error).message);
-        }
+      case 'id16': {
+        const d = readBcd(b, off, 8);
+        if (d === undefined) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not packed BCD`);
+        out[f.name] = d;
         break;
-      case 'currency':
-        out[f.name] = decodeCurrency(slice, what);
+      }
+      case 'currency': {
+        const d = readBcd(b, off, 2);
+        if (d === undefined) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not packed BCD`);
+        out[f.name] = Number(d);
         break;
-      case 'date':
-        out[f.name] = decodeDate(slice, what);
+      }
+      case 'date': {
+        const d = readBcd(b, off, 4);
+        if (d === undefined || !isValidDate(d)) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not a calendar date`);
+        out[f.name] = d;
         break;
-      case 'time':
-        out[f.name] = decodeTime(slice, what);
+      }
+      case 'time': {
+        const d = readBcd(b, off, 3);
+        if (d === undefined || !isValidTime(d)) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not a time of day`);
+        out[f.name] = d;
         break;
+      }
       case 'bytes':
         out[f.name] = Buffer.from(slice);
         break;

@@ -170,6 +170,13 @@ describe('MAC API behaviour', () => {
     expect(after.equals(before)).toBe(false);
     expect(after.equals(computeMac('ISO9797-1-ALG3', Buffer.from(key), d))).toBe(true);
   });
+  it('fresh key buffers of a known value (derived keys) and LRU eviction never change a result', () => {
+    const d = Buffer.from('lru');
+    const keys = Array.from({ length: 300 }, (_, i) => Buffer.from(Array.from({ length: 16 }, (_, j) => (i * 7 + j * 13) & 0xff)));
+    const ref = keys.map((kk) => toHex(computeMac('ISO9797-1-ALG3', Buffer.from(kk), d)));
+    for (let r = 0; r < 2; r++) keys.forEach((kk, i) => expect(toHex(computeMac('ISO9797-1-ALG3', Buffer.from(kk), d))).toBe(ref[i]));
+    keys.forEach((kk, i) => expect(toHex(computeMac('ISO9797-1-ALG3', kk, d))).toBe(ref[i]));
+  });
   it('prepareMacKey gives the same MACs as computeMac', () => {
     for (const alg of algs) {
       const mk = prepareMacKey(alg, k);

@@ -330,6 +330,23 @@ describe('field validation', () => {
       expect(() => purchaseS2Input({ ...base, ...patch } as PurchaseS2Fields)).toThrow(re);
     }
   });
+  it('calendar dates: leap years and month lengths', () => {
+    for (const ok of ['20240229', '20000229', '20261231', '20260430']) expect(() => purchaseS2Input({ ...s2Fields(1), date: ok })).not.toThrow();
+    for (const bad of ['20230229', '21000229', '20260431', '20261301', '20260100', '2026011', '2026011A', '+2026011']) {
+      expect(() => purchaseS2Input({ ...s2Fields(1), date: bad }), bad).toThrow(CryptoError);
+    }
+    for (const ok of ['000000', '235959']) expect(() => purchaseS2Input({ ...s2Fields(1), time: ok })).not.toThrow();
+    for (const bad of ['240000', '236000', '235960', '23595', '2359-9']) expect(() => purchaseS2Input({ ...s2Fields(1), time: bad }), bad).toThrow(CryptoError);
+    for (const bad of ['999001000000001', '99900100000000170', '9990010000O00017']) expect(() => purchaseS2Input({ ...s2Fields(1), cardId: bad }), bad).toThrow(CryptoError);
+    expect(toHex(purchaseS2Input({ ...s2Fields(1), cardId: hex('9990010000000017') as any }))).toBe(toHex(purchaseS2Input(s2Fields(1))));
+  });
+  it('currency BCD: every 4-digit code encodes as its digits', () => {
+    for (const c of [0, 1, 9, 10, 99, 100, 978, 999, 1000, 7001, 9999]) {
+      const b = purchaseS2Input({ ...s2Fields(1), currency: c });
+      expect(b.subarray(32, 34).toString('hex')).toBe(c.toString().padStart(4, '0'));
+    }
+    expect(() => purchaseS2Input({ ...s2Fields(1), currency: 12.5 })).toThrow(CryptoError);
+  });
   it('unknown algorithm ids are refused in every builder', () => {
     expect(() => purchaseS2Input({ ...s2Fields(1), alg: 3 })).toThrow(/unknown algorithm identifier 0x03/);
     expect(() => loadS1Input({ ...s1Fields(1), alg: 0 })).toThrow(CryptoError);
