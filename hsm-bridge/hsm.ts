@@ -34,8 +34,17 @@ export interface HsmHealth {
 
 export type HsmBackendName = 'software' | 'pkcs11' | 'serial';
 
+/** Payment operations (S1/S2/S3, failed-load S1, sealed virtual-card records): see hsm-bridge/payment.ts. */
+export type { PaymentOps } from './payment.ts';
+import type { PaymentOps } from './payment.ts';
+
 export interface Hsm {
   readonly backend: HsmBackendName;
+  /**
+   * Native payment operations, for a backend whose device has commands for them (a host-command HSM).
+   * Absent: `paymentOps(hsm)` (hsm-bridge/payment.ts) composes them from the calls below.
+   */
+  readonly payment?: PaymentOps;
   open(): Promise<void>;
   close(): Promise<void>;
   health(): Promise<HsmHealth>;

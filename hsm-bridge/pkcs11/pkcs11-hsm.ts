@@ -118,6 +118,8 @@ type Material =
 interface DerivedEntry {
   readonly material: Material;
   readonly objects: Handle[];
+  /** The session that created the objects (session objects die with it). */
+  readonly session: string;
   readonly expires: number;
   users: number;
   doomed: boolean;
@@ -240,7 +242,7 @@ export class Pkcs11Hsm implements Hsm {
       return await this.run({ op: 'health' }, (s) => {
         const lib = this.lib!;
         const t = lib.C_GetTokenInfo(this.slot!);
-        const state = lib.C_GetSessionInfo(s).state;
+        const state = lib.C_GetSessionInfo(this.pool!.anchor).state;
         const loggedIn = state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
         const P = this.P!;
         const pinFlags = [
@@ -484,18 +486,13 @@ export class Pkcs11Hsm implements Hsm {
       this.needsLogin = true;
     }
     if (this.needsLogin) {
-      const s = await this.pool.acquire();
-      let dead = false;
+      const s = this.pool.anchor;
       try {
         this.login(s);
         this.needsLogin = false;
         this.probeSingleDes(s);
       } catch (e) {
-        const m = this.translate(e, s, { op: 'login' });
-        dead = m.code === 'HSM_SESSION_CLOSED' || m.code === 'HSM_TOKEN_REMOVED';
-        throw m;
-      } finally {
-        this.pool?.release(s, dead);
+        throw this.translate(e, s, { op: 'login' });
       }
     }
     return this.pool;
@@ -508,11 +505,25 @@ export class Pkcs11Hsm implements Hsm {
     try {
       return await fn(s, ctx);
     } catch (e) {
-      const m = this.translate(e, s, ctx);
-      dead = m.code === 'HSM_SESSION_CLOSED' || m.code === 'HSM_TOKEN_REMOVED';
-      throw m;
+      // A call that failed inside the token may leave an operation active on the session (CKR_OPERATION_ACTIVE
+      // for the next user): such a session is closed and replaced rather than reused. Our own checks (HsmError,
+      // thrown before any token call of the operation) leave the session clean.
+      dead = !(e instanceof HsmError);
+      throw this.translate(e, s, ctx);
     } finally {
+      if (dead) this.forgetSession(s);
       pool.release(s, dead);
+    }
+  }
+
+  /** A session is closing: the derived keys it created go with it. */
+  private forgetSession(s: Handle): void {
+    const id = s.toString('hex');
+    for (const [k, e] of this.derivedCache) {
+      if (e.session === id) {
+        this.derivedCache.delete(k);
+        e.doomed = true;
+      }
     }
   }
 
@@ -652,7 +663,11 @@ export class Pkcs11Hsm implements Hsm {
       case 'CKR_WRAPPED_KEY_LEN_RANGE':
       case 'CKR_ENCRYPTED_DATA_INVALID':
       case 'CKR_ENCRYPTED_DATA_LEN_RANGE':
+      case 'CKR_FUNCTION_FAILED':
+      case 'CKR_GENERAL_ERROR':
+        // SoftHSM2 answers an AES key wrap whose integrity check fails with CKR_GENERAL_ERROR.
         if (ctx.unwrap) return new HsmUnwrapError(`${ctx.op}: the key did not unwrap under the KEK (${ckr}: wrong KEK or corrupt blob)`);
+        if (ckr.startsWith('CKR_FUNCTION') || ckr.startsWith('CKR_GENERAL')) return new HsmDeviceError(`${ctx.op}: ${ckr}${mech ? ` (${mech})` : ''}`, ckr, { cause: e });
         return new HsmBadInputError(`${ctx.op}: ${ckr}`);
       case 'CKR_DATA_LEN_RANGE':
       case 'CKR_DATA_INVALID':
@@ -822,8 +837,11 @@ export class Pkcs11Hsm implements Hsm {
       { type: P.CKA_EXTRACTABLE, value: false },
       { type: P.CKA_LABEL, value: ref.label },
       { type: P.CKA_ID, value: versionToId(ref.version) },
-      // 3DES CBC-MACs are CBC encryptions (no CKM_DES3_MAC on SoftHSM2); AES keys sign so the CMAC check value can be made.
-      { type: P.CKA_ENCRYPT, value: has('encrypt') || (des && has('mac')) },
+      // 3DES CBC-MACs are CBC encryptions (no CKM_DES3_MAC on SoftHSM2), and a 3DES check value is an ECB
+      // encryption: every 3DES key encrypts except a derivation-only master (which would otherwise give out card
+      // key halves as ciphertext; its check value comes from a derivation). AES keys sign so the CMAC check value
+      // can be made.
+      { type: P.CKA_ENCRYPT, value: has('encrypt') || (des && (has('mac') || !has('derive'))) },
       { type: P.CKA_DECRYPT, value: has('encrypt') },
       { type: P.CKA_SIGN, value: has('mac') || !des },
       { type: P.CKA_VERIFY, value: has('mac') },
@@ -921,7 +939,7 @@ export class Pkcs11Hsm implements Hsm {
       objects = [k];
       material = { kind: 'aes', key: k, name };
     }
-    const entry: DerivedEntry = { material, objects, expires: now + this.cacheTtl, users: 1, doomed: this.cacheMax === 0 };
+    const entry: DerivedEntry = { material, objects, session: s.toString('hex'), expires: now + this.cacheTtl, users: 1, doomed: this.cacheMax === 0 };
     if (this.cacheMax > 0) {
       const old = this.derivedCache.get(id);
       if (old) this.evict(s, id, old);
@@ -1031,8 +1049,11 @@ export class Pkcs11Hsm implements Hsm {
         if (m.kind !== 'aes') throw new HsmDeviceError('AES-CMAC on a DES key');
         this.requireMechanism(P.CKM_AES_CMAC, P.CKF_SIGN, 'AES-CMAC');
         ctx.mechanism = P.CKM_AES_CMAC;
-        this.lib!.C_SignInit(s, { mechanism: P.CKM_AES_CMAC }, m.key);
-        return Buffer.from(this.async ? await this.lib!.C_SignAsync(s, data, Buffer.alloc(16)) : this.lib!.C_Sign(s, data, Buffer.alloc(16)));
+        const lib = this.lib!;
+        lib.C_SignInit(s, { mechanism: P.CKM_AES_CMAC }, m.key);
+        // pkcs11js passes empty data as a NULL pointer (CKR_ARGUMENTS_BAD): the CMAC of nothing is C_SignFinal alone.
+        if (data.length === 0) return Buffer.from(lib.C_SignFinal(s, Buffer.alloc(16)));
+        return Buffer.from(this.async ? await lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16)));
       }
       case 'ISO9797-1-ALG1':
         if (m.kind === 'des2') this.requireMechanism(P.CKM_DES3_CBC, P.CKF_ENCRYPT, 'ISO 9797-1 MAC algorithm 1 (CBC-MAC)');

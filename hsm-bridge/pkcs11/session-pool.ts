@@ -1,7 +1,10 @@
 // A fixed-size pool of read-write sessions on one slot. Each operation borrows one session for its whole
 // sequence of calls (a PKCS#11 session runs one cryptographic operation at a time), so up to `size`
-// operations are in flight at once; more wait in FIFO order. A session that failed in a way that means it is
-// gone (closed, device removed) is released as dead: it is closed, and a waiter gets a fresh one.
+// operations are in flight at once; more wait in FIFO order. A session released as dead (gone, or possibly
+// holding an unfinished operation) is closed, and a waiter gets a fresh one.
+//
+// One more session, the anchor, stays open for the pool's life: the login lives on it, and because a token
+// logs the application out when its last session closes, closing a dead operation session never logs out.
 
 import type { Handle, PKCS11, Pkcs11Js } from './binding.ts';
 
@@ -20,23 +23,19 @@ export class SessionPool {
   private inUse = 0;
   private disposed = false;
   private readonly waiters: Waiter[] = [];
+  /** The session that holds the login (never lent out). */
+  readonly anchor: Handle;
 
   constructor(P: Pkcs11Js, lib: PKCS11, slot: Handle, size: number) {
     this.P = P;
     this.lib = lib;
     this.slot = slot;
     this.size = size;
+    this.anchor = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
   }
 
   get stats(): { open: number; inUse: number; waiting: number; size: number } {
     return { open: this.open, inUse: this.inUse, waiting: this.waiters.length, size: this.size };
-  }
-
-  /** Open one session now (used at open() to fail early, and to log in). */
-  prime(): Handle {
-    const h = this.openSession();
-    this.idle.push(h);
-    return h;
   }
 
   acquire(): Promise<Handle> | Handle {
@@ -79,6 +78,11 @@ export class SessionPool {
   /** Close every idle session now and the busy ones as they come back; waiters get `reason`. */
   dispose(reason: unknown): void {
     this.disposed = true;
+    try {
+      this.lib.C_CloseSession(this.anchor);
+    } catch {
+      /* already gone */
+    }
     for (const h of this.idle) this.closeSession(h);
     this.idle = [];
     for (const w of this.waiters.splice(0)) w.reject(reason);

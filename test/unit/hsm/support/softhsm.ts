@@ -1,8 +1,9 @@
-// A throw-away SoftHSM2 token for tests and benchmarks: its own token directory and config in a temp dir
-// (never /var/lib/softhsm), SOFTHSM2_CONF pointed at it for this process, one initialised token.
+// Throw-away SoftHSM2 tokens for tests and benchmarks: one temp directory per process holding the token
+// store and a config (never /var/lib/softhsm), SOFTHSM2_CONF pointed at it for this process, and the tokens
+// initialised up front (SoftHSM2 reads its config and scans its tokens at C_Initialize).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,8 +15,15 @@ export interface TempToken {
   readonly label: string;
   readonly pin: string;
   readonly soPin: string;
-  /** Run pkcs11-tool against this token (OpenSC), returning its stdout. */
+  /** Run OpenSC's pkcs11-tool against this token, returning its stdout. */
   pkcs11Tool(args: string[]): string;
+}
+
+export interface TempTokens {
+  readonly dir: string;
+  readonly module: string;
+  readonly tokens: readonly TempToken[];
+  token(label: string): TempToken;
   remove(): void;
 }
 
@@ -35,31 +43,43 @@ export function pkcs11ToolMissing(): string | undefined {
     execFileSync('pkcs11-tool', ['--help'], { stdio: 'pipe' });
     return undefined;
   } catch (e) {
-    return (e as { status?: number }).status === undefined ? 'pkcs11-tool (OpenSC) is not on PATH' : undefined;
+    return (e as { code?: string }).code === 'ENOENT' ? 'pkcs11-tool (OpenSC) is not on PATH' : undefined;
   }
 }
 
 /**
- * Create a token in a fresh temp directory and point this process's SOFTHSM2_CONF at it. Must run before
- * the module is first initialised in this process (SoftHSM2 reads its config at C_Initialize).
+ * Create a temp token store with one token per label (user PIN 123456, SO PIN 12345678) and point this
+ * process's SOFTHSM2_CONF at it. Call before the module is first initialised in this process.
  */
-export function createTempToken(label = 'purselab-test', pin = '123456', soPin = '12345678'): TempToken {
+export function createTempTokens(labels: readonly string[], pin = '123456', soPin = '12345678'): TempTokens {
   const dir = mkdtempSync(join(tmpdir(), 'purselab-softhsm-'));
-  const tokens = join(dir, 'tokens');
-  execFileSync('mkdir', ['-p', tokens]);
+  const store = join(dir, 'tokens');
+  mkdirSync(store);
   const conf = join(dir, 'softhsm2.conf');
-  writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
+  writeFileSync(conf, `directories.tokendir = ${store}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`);
   process.env.SOFTHSM2_CONF = conf;
   const env = { ...process.env, SOFTHSM2_CONF: conf };
-  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin], { env, stdio: 'pipe' });
+  const tokens = labels.map((label): TempToken => {
+    execFileSync('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin], { env, stdio: 'pipe' });
+    return {
+      dir,
+      module: SOFTHSM_MODULE,
+      label,
+      pin,
+      soPin,
+      pkcs11Tool: (args) =>
+        execFileSync('pkcs11-tool', ['--module', SOFTHSM_MODULE, '--token-label', label, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString(),
+    };
+  });
   return {
     dir,
     module: SOFTHSM_MODULE,
-    label,
-    pin,
-    soPin,
-    pkcs11Tool: (args) =>
-      execFileSync('pkcs11-tool', ['--module', SOFTHSM_MODULE, '--token-label', label, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }).toString(),
+    tokens,
+    token: (label) => {
+      const t = tokens.find((x) => x.label === label);
+      if (!t) throw new Error(`no temp token '${label}'`);
+      return t;
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
