@@ -3,9 +3,11 @@
 
 import { appletTypes, type AppletClass } from '../os/registry.ts';
 import { ReferenceApplet } from './reference/reference-applet.ts';
+import { PsamApplet } from './psam/psam-applet.ts';
 
 export const builtinAppletClasses: readonly AppletClass[] = [
   ReferenceApplet,
+  PsamApplet,
 ];
 
 for (const cls of builtinAppletClasses) appletTypes.registerClass(cls);

@@ -5,10 +5,14 @@ import { benchCommand } from './bench.ts';
 import { hsmSimCommand } from './hsm-sim.ts';
 import { atrCommand } from './atr.ts';
 import { swCommand } from './sw.ts';
+import { readersCommand } from './readers.ts';
+import { emulateCommand } from './emulate.ts';
 
 export const commands: CliCommand[] = [
   benchCommand,
   hsmSimCommand,
   atrCommand,
   swCommand,
+  readersCommand,
+  emulateCommand,
 ];
