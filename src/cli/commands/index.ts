@@ -5,6 +5,8 @@ import { benchCommand } from './bench.ts';
 import { hsmSimCommand } from './hsm-sim.ts';
 import { atrCommand } from './atr.ts';
 import { swCommand } from './sw.ts';
+import { apduCommand } from './apdu.ts';
+import { scriptCommand } from './script.ts';
 import { readersCommand } from './readers.ts';
 import { emulateCommand } from './emulate.ts';
 
@@ -13,6 +15,8 @@ export const commands: CliCommand[] = [
   hsmSimCommand,
   atrCommand,
   swCommand,
+  apduCommand,
+  scriptCommand,
   readersCommand,
   emulateCommand,
 ];
