@@ -24,7 +24,9 @@ async function exchangeOnce(raw: RawExchange, c: CommandApdu, opts: TransmitOpti
   const chunks: Buffer[] = [r.data];
   for (let round = 0; round < MAX_GET_RESPONSE_ROUNDS; round++) {
     const le = (r.sw & 0xff) === 0 ? 256 : r.sw & 0xff;
-    const getResponse = command(c.cla & ~CHAINING_BIT & 0xff, 0xc0, 0x00, 0x00, undefined, le);
+    // GET RESPONSE is an inter-industry command: CLA 00, keeping the logical-channel bits of an inter-industry CLA.
+    const getResponseCla = (c.cla & 0x80) === 0 ? c.cla & 0x03 : 0x00;
+    const getResponse = command(getResponseCla, 0xc0, 0x00, 0x00, undefined, le);
     r = parseResponse(await raw(encodeCommand(getResponse), opts.timeoutMs));
     chunks.push(r.data);
     if (r.sw >> 8 !== 0x61) return { data: Buffer.concat(chunks), sw: r.sw };

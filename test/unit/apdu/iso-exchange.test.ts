@@ -44,7 +44,7 @@ describe('isoTransmit', () => {
   it('asks for 256 bytes (Le 00) after 6100, and keeps the final non-9000 SW', async () => {
     const { raw } = scripted([
       ['80CA9F7F00', '6100'],
-      ['80C0000000', 'AA'.repeat(256) + '6282'],
+      ['00C0000000', 'AA'.repeat(256) + '6282'], // GET RESPONSE is inter-industry: CLA 00
     ]);
     const r = await isoTransmit(raw, command(0x80, 0xca, 0x9f, 0x7f, undefined, 256));
     expect(r.data.length).toBe(256);

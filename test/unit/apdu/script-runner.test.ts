@@ -43,7 +43,8 @@ function fakeCard(table: Record<string, string | Error>) {
 const CARD = {
   '00A4040002F000': '9000',
   '80CA000000': '6103',
-  '80C0000003': '010203 9000', // GET RESPONSE keeps the command's class (iso-exchange)
+  '80C0000003': '010203 9000', // a raw script may send GET RESPONSE in any class
+  '00C0000003': '010203 9000', // iso-exchange sends GET RESPONSE as inter-industry CLA 00
   '00B0000000': '6A82',
 };
 
@@ -62,7 +63,7 @@ describe('runScript', () => {
     const { channel, sent } = fakeCard(CARD);
     const r = await runScript(parseScript('80CA000000 -> 01 02 03 9000'), channel, { mode: 'iso' });
     expect(r.pass).toBe(true);
-    expect(sent).toEqual(['80CA000000', '80C0000003']);
+    expect(sent).toEqual(['80CA000000', '00C0000003']);
     expect(toHex(r.steps[0]!.received!)).toBe('0102039000');
   });
 
