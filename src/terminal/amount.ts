@@ -55,3 +55,9 @@ export function currencyName(code: number): string {
 export function showAmount(minor: number, currency: number, exponent: number, points = false): string {
   return points ? `${minor} points (programme ${String(currency).padStart(4, '0')})` : `${formatAmount(minor, exponent)} ${currencyName(currency)}`;
 }
+
+/** A card number for display and logs: BIN (6 digits) and the last 4, e.g. 999001******0017. */
+export function maskCardId(cardId: string): string {
+  if (cardId.length < 10) return '*'.repeat(cardId.length);
+  return cardId.slice(0, 6) + '*'.repeat(cardId.length - 10) + cardId.slice(-4);
+}

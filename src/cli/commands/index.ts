@@ -5,6 +5,9 @@ import { benchCommand } from './bench.ts';
 import { hsmSimCommand } from './hsm-sim.ts';
 import { atrCommand } from './atr.ts';
 import { swCommand } from './sw.ts';
+import { purchaseCommand } from './purchase.ts';
+import { cardInfoCommand } from './card-info.ts';
+import { psamIssueCommand } from './psam-issue.ts';
 import { apduCommand } from './apdu.ts';
 import { scriptCommand } from './script.ts';
 import { readersCommand } from './readers.ts';
@@ -15,6 +18,9 @@ export const commands: CliCommand[] = [
   hsmSimCommand,
   atrCommand,
   swCommand,
+  purchaseCommand,
+  cardInfoCommand,
+  psamIssueCommand,
   apduCommand,
   scriptCommand,
   readersCommand,
