@@ -3,10 +3,12 @@
 
 import { appletTypes, type AppletClass } from '../os/registry.ts';
 import { ReferenceApplet } from './reference/reference-applet.ts';
+import { PurseApplet } from './purse/purse-applet.ts';
 import { PsamApplet } from './psam/psam-applet.ts';
 
 export const builtinAppletClasses: readonly AppletClass[] = [
   ReferenceApplet,
+  PurseApplet,
   PsamApplet,
 ];
 

@@ -62,6 +62,24 @@ export const ListSel = { BLOCKED_CARDS: 0x01, CURRENCIES: 0x02 } as const;
 /** VERIFY P2: the application PIN (ISO 7816-4 specific reference data). */
 export const PIN_REFERENCE = 0x80;
 
+/** VERIFY data: a plaintext ISO 9564-1 format-2 PIN block, `2N` + N digits (N = 4..12) + F padding, 8 bytes. */
+export const PIN_BLOCK_LENGTH = 8;
+
+export function encodePinBlock(pin: string): Buffer {
+  if (typeof pin !== 'string' || !/^[0-9]{4,12}$/.test(pin)) throw new CryptoError('CRYPTO_FIELD', 'PIN must be 4..12 decimal digits');
+  return Buffer.from(('2' + pin.length.toString(16) + pin).padEnd(2 * PIN_BLOCK_LENGTH, 'f'), 'hex');
+}
+
+/** The PIN digits of a format-2 PIN block; CRYPTO_FIELD (without the PIN in the message) when malformed. */
+export function decodePinBlock(block: Uint8Array): string {
+  const hex = Buffer.from(block.buffer, block.byteOffset, block.byteLength).toString('hex');
+  const n = hex.length === 2 * PIN_BLOCK_LENGTH && hex[0] === '2' ? Number.parseInt(hex[1]!, 16) : -1;
+  if (n < 4 || n > 12 || !/^[0-9]+$/.test(hex.slice(2, 2 + n)) || !/^f*$/.test(hex.slice(2 + n))) {
+    throw new CryptoError('CRYPTO_FIELD', `PIN block: expected ${PIN_BLOCK_LENGTH} bytes '2N' + N digits (4..12) + F padding`);
+  }
+  return hex.slice(2, 2 + n);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Status words
 

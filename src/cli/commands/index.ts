@@ -2,6 +2,7 @@
 
 import type { CliCommand } from '../command.ts';
 import { benchCommand } from './bench.ts';
+import { cardIssueCommand } from './card-issue.ts';
 import { hsmSimCommand } from './hsm-sim.ts';
 import { atrCommand } from './atr.ts';
 import { swCommand } from './sw.ts';
@@ -15,6 +16,7 @@ import { emulateCommand } from './emulate.ts';
 
 export const commands: CliCommand[] = [
   benchCommand,
+  cardIssueCommand,
   hsmSimCommand,
   atrCommand,
   swCommand,
