@@ -16,6 +16,8 @@ import type {
 import { HostCommandClient, type ClientEvent, type HostCommandClientOptions } from './client.ts';
 import { A0, BU, NC, pa, pc, pe, pg, pi, pk, pm, po, pq, ps, pu, pw, xa, type AnyCommand, type DiagnosticsResult, type FaultPlan } from './commands.ts';
 import { SerialUsageError } from './errors.ts';
+import type { PaymentOps } from '../payment.ts';
+import { SerialPaymentOps } from './payment.ts';
 import { SerialTransport, TcpTransport, type Transport } from './transport.ts';
 
 export type SerialLine =
@@ -42,6 +44,8 @@ export function parseLine(text: string): SerialLine {
 export class SerialHsm implements Hsm {
   readonly backend = 'serial' as const;
   readonly client: HostCommandClient;
+  /** Native payment operations: one host command each (q? codes), executed inside the HSM. */
+  readonly payment: PaymentOps;
   private events: ((e: ClientEvent) => void)[] = [];
 
   constructor(options: SerialHsmOptions) {
@@ -53,6 +57,7 @@ export class SerialHsm implements Hsm {
         for (const f of this.events) f(e);
       },
     });
+    this.payment = new SerialPaymentOps(this.client);
   }
 
   /** Listen to line events (connected, down, retry, stale, frame-error). */
@@ -140,8 +145,8 @@ export class SerialHsm implements Hsm {
     return this.client.execute(pq, length);
   }
 
-  async generateRsaKeyPair(ref: KeyRef, bits: 2048): Promise<{ publicKeyDer: Buffer }> {
-    return { publicKeyDer: await this.client.execute(ps, { ref, bits }) };
+  async generateRsaKeyPair(ref: KeyRef, bits: 2048, usage?: readonly KeyUsage[]): Promise<{ publicKeyDer: Buffer }> {
+    return { publicKeyDer: await this.client.execute(ps, usage === undefined ? { ref, bits } : { ref, bits, usage }) };
   }
 
   sign(key: KeyRef, data: Buffer): Promise<Buffer> {

@@ -61,6 +61,9 @@ export interface ClientStats {
   stale: number;
   frameErrors: number;
   reconnects: number;
+  /** Bytes written to the line and bytes of well-framed answers read, framing included (STX/ETX/LRC or length). */
+  bytesOut: number;
+  bytesIn: number;
 }
 
 export interface SendOptions {
@@ -87,7 +90,7 @@ interface Job {
 
 export class HostCommandClient {
   readonly headerLength: number;
-  readonly stats: ClientStats = { sent: 0, resent: 0, stale: 0, frameErrors: 0, reconnects: 0 };
+  readonly stats: ClientStats = { sent: 0, resent: 0, stale: 0, frameErrors: 0, reconnects: 0, bytesOut: 0, bytesIn: 0 };
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly maxInFlight: number;
@@ -256,6 +259,7 @@ export class HostCommandClient {
     this.inFlight.set(header, job);
     job.timer = setTimeout(() => this.onTimeout(job), job.timeoutMs);
     this.stats.sent++;
+    this.stats.bytesOut += this.transport.frameBytes(bytes.length);
     this.transport.send(bytes).catch((e: Error) => {
       // A failed write never delivered a complete frame, so the HSM cannot have executed it: put the command
       // back at the head of the queue (not a repeat) and let the reconnect logic take over.
@@ -414,6 +418,7 @@ export class HostCommandClient {
   }
 
   private onMessage(bytes: Buffer): void {
+    this.stats.bytesIn += this.transport.frameBytes(bytes.length);
     let res: ResponseMessage;
     try {
       res = parseResponse(bytes, this.headerLength);

@@ -29,7 +29,7 @@ export interface CommandSpec<Req, Res> {
   decodeResponse(r: FieldReader): Res;
 }
 
-function spec<Req, Res>(s: Omit<CommandSpec<Req, Res>, 'response'>): CommandSpec<Req, Res> {
+export function defineCommand<Req, Res>(s: Omit<CommandSpec<Req, Res>, 'response'>): CommandSpec<Req, Res> {
   return { ...s, response: responseCodeFor(s.code) };
 }
 
@@ -98,7 +98,7 @@ export interface DiagnosticsResult {
 }
 
 /** NC Perform Diagnostics -> ND: error code, LMK check value 16H, firmware number 9A. */
-export const NC = spec<void, DiagnosticsResult>({
+export const NC = defineCommand<void, DiagnosticsResult>({
   code: 'NC',
   name: 'perform diagnostics',
   origin: 'payShield',
@@ -130,7 +130,7 @@ export interface GenerateKeyA0Result {
 }
 
 /** A0 Generate a Key -> A1: key under LMK, KCV 6H (mode 0, scheme U only). */
-export const A0 = spec<GenerateKeyA0Request, GenerateKeyA0Result>({
+export const A0 = defineCommand<GenerateKeyA0Request, GenerateKeyA0Result>({
   code: 'A0',
   name: 'generate a key',
   origin: 'payShield',
@@ -165,7 +165,7 @@ export interface KcvBuRequest {
 }
 
 /** BU Generate a Key Check Value -> BV: KCV 16H or 6H. */
-export const BU = spec<KcvBuRequest, { readonly kcv: string }>({
+export const BU = defineCommand<KcvBuRequest, { readonly kcv: string }>({
   code: 'BU',
   name: 'generate a key check value',
   origin: 'payShield',
@@ -205,7 +205,7 @@ export const BU = spec<KcvBuRequest, { readonly kcv: string }>({
 
 // ---- purselab commands (lower-case codes: never a payShield command) -------------------------------------------
 
-export const pa = spec<void, KeyInfo[]>({
+export const pa = defineCommand<void, KeyInfo[]>({
   code: 'pa',
   name: 'list keys',
   origin: 'purselab',
@@ -237,7 +237,7 @@ const symType = (code: string): SymmetricKeyType => {
   return t;
 };
 
-export const pc = spec<GenerateKeyRequest, KeyInfo>({
+export const pc = defineCommand<GenerateKeyRequest, KeyInfo>({
   code: 'pc',
   name: 'generate key (labelled)',
   origin: 'purselab',
@@ -267,7 +267,7 @@ export interface ImportKeyRequest extends GenerateKeyRequest {
   readonly wrapped: Buffer;
 }
 
-export const pe = spec<ImportKeyRequest, KeyInfo>({
+export const pe = defineCommand<ImportKeyRequest, KeyInfo>({
   code: 'pe',
   name: 'import key under KEK',
   origin: 'purselab',
@@ -304,7 +304,7 @@ const bytesResponse = {
   },
 };
 
-export const pg = spec<KeySpec, Buffer>({
+export const pg = defineCommand<KeySpec, Buffer>({
   code: 'pg',
   name: 'key check value',
   origin: 'purselab',
@@ -324,7 +324,7 @@ export interface MacRequest {
   readonly data: Buffer;
 }
 
-export const pi = spec<MacRequest, Buffer>({
+export const pi = defineCommand<MacRequest, Buffer>({
   code: 'pi',
   name: 'MAC generate',
   origin: 'purselab',
@@ -340,7 +340,7 @@ export const pi = spec<MacRequest, Buffer>({
   ...bytesResponse,
 });
 
-export const pk = spec<MacRequest & { readonly mac: Buffer }, boolean>({
+export const pk = defineCommand<MacRequest & { readonly mac: Buffer }, boolean>({
   code: 'pk',
   name: 'MAC verify',
   origin: 'purselab',
@@ -369,7 +369,7 @@ export interface CipherRequest {
   readonly data: Buffer;
 }
 function cipherSpec(code: string, name: string): CommandSpec<CipherRequest, Buffer> {
-  return spec<CipherRequest, Buffer>({
+  return defineCommand<CipherRequest, Buffer>({
     code,
     name,
     origin: 'purselab',
@@ -389,7 +389,7 @@ function cipherSpec(code: string, name: string): CommandSpec<CipherRequest, Buff
 export const pm = cipherSpec('pm', 'encrypt');
 export const po = cipherSpec('po', 'decrypt');
 
-export const pq = spec<number, Buffer>({
+export const pq = defineCommand<number, Buffer>({
   code: 'pq',
   name: 'random bytes',
   origin: 'purselab',
@@ -405,7 +405,7 @@ export const pq = spec<number, Buffer>({
   ...bytesResponse,
 });
 
-export const ps = spec<{ readonly ref: KeyRef; readonly bits: number; readonly usage?: readonly KeyUsage[] }, Buffer>({
+export const ps = defineCommand<{ readonly ref: KeyRef; readonly bits: number; readonly usage?: readonly KeyUsage[] }, Buffer>({
   code: 'ps',
   name: 'RSA key pair generate',
   origin: 'purselab',
@@ -414,6 +414,7 @@ export const ps = spec<{ readonly ref: KeyRef; readonly bits: number; readonly u
   encodeRequest: (req) =>
     text((w) => {
       w.keyRef(req.ref).num(req.bits, 4, 'modulus bits');
+      if (req.usage !== undefined && (!Array.isArray(req.usage) || req.usage.length === 0)) throw new FieldError('usage: expected a non-empty list');
       writeUsage(w, req.usage ?? []); // count 0: the HSM's default usage
     }),
   decodeRequest: (r) => {
@@ -426,7 +427,7 @@ export const ps = spec<{ readonly ref: KeyRef; readonly bits: number; readonly u
   ...bytesResponse,
 });
 
-export const pu = spec<{ readonly key: KeyRef; readonly data: Buffer }, Buffer>({
+export const pu = defineCommand<{ readonly key: KeyRef; readonly data: Buffer }, Buffer>({
   code: 'pu',
   name: 'RSA sign',
   origin: 'purselab',
@@ -441,7 +442,7 @@ export const pu = spec<{ readonly key: KeyRef; readonly data: Buffer }, Buffer>(
   ...bytesResponse,
 });
 
-export const pw = spec<{ readonly key: KeyRef; readonly data: Buffer; readonly signature: Buffer }, boolean>({
+export const pw = defineCommand<{ readonly key: KeyRef; readonly data: Buffer; readonly signature: Buffer }, boolean>({
   code: 'pw',
   name: 'RSA verify',
   origin: 'purselab',
@@ -477,7 +478,7 @@ export interface FaultPlan {
   readonly match: string;
 }
 
-export const xa = spec<FaultPlan, void>({
+export const xa = defineCommand<FaultPlan, void>({
   code: 'xa',
   name: 'simulator: arm a fault',
   origin: 'simulator',

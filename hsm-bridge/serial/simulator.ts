@@ -19,6 +19,7 @@ import { A0, BU, COMMANDS, encodeErrorDetail, NC, type AnyCommand, type FaultPla
 import { FieldError, FieldReader } from './fields.ts';
 import { encodeSerialFrame, encodeTcpFrame, ETX, lrc, SerialDeframer, STX, TcpDeframer, wireTimeMs, type DeframeEvent } from './framing.ts';
 import { isRelayedCode, WIRE_CODE_FOR } from './errors.ts';
+import { PAYMENT_HANDLERS } from './payment.ts';
 import { encodeResponse, MessageFormatError, parseRequest, responseCodeFor, type RequestMessage } from './message.ts';
 
 /** One line of the journal (JSON Lines): every frame the simulator received, and what became of it. Never key material. */
@@ -273,7 +274,7 @@ function classify(e: unknown): { errorCode: string; remote: string; message: str
 
 type Handler = (hsm: Hsm, req: any) => Promise<unknown>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** purselab commands: one Hsm call each. Extended by registerSimHandler for the payment-ops commands. */
+/** purselab commands: one Hsm call each (payment commands: paymentOps() of the backend). */
 const PURSELAB_HANDLERS: Record<string, Handler> = {
   pa: (hsm) => hsm.listKeys(),
   pc: (hsm, r) => hsm.generateKey(r.ref, r.type, r.usage),
@@ -287,6 +288,7 @@ const PURSELAB_HANDLERS: Record<string, Handler> = {
   ps: async (hsm, r) => (await hsm.generateRsaKeyPair(r.ref, r.bits, r.usage)).publicKeyDer,
   pu: (hsm, r) => hsm.sign(r.key, r.data),
   pw: (hsm, r) => hsm.verify(r.key, r.data, r.signature),
+  ...PAYMENT_HANDLERS,
 };
 
 export function registerSimHandler(code: string, handler: Handler): void {
