@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Hsm } from '../hsm.ts';
 import { SerialHsm, type SerialLine } from './backend.ts';
 import { wireTimeMs } from './framing.ts';
 import { socatMissing, spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from './lab.ts';
@@ -168,4 +169,96 @@ export async function measureSerial(options: SerialBenchOptions = {}): Promise<S
     await pty?.kill().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+// ---- `purselab bench hsm` target ---------------------------------------------------------------------------
+
+/** An operation of `purselab bench hsm` (src/cli/bench/hsm.ts HsmBenchOp, structurally). */
+export interface HsmBenchOpLike {
+  readonly key: string;
+  readonly label: string;
+  run(hsm: Hsm, i: number): Promise<unknown>;
+}
+
+export interface SerialTargetOptions {
+  readonly baudRate?: number;
+  /** Load the bench's key set into the fresh simulator (the bench passes its initKeys of the demo key set). */
+  readonly loadKeys: (hsm: Hsm) => Promise<unknown>;
+  /** The bench's operations: for each, extraFigures() reports its bytes, wire time and latency / wire time. */
+  readonly ops: readonly HsmBenchOpLike[];
+  /** Operations per op for the wire figures (default 30). */
+  readonly wireSamples?: number;
+}
+
+/**
+ * A target for `purselab bench hsm` (HSM_BENCH_TARGETS): the serial backend over a socat pty pair at `baudRate`
+ * to a simulator process. Its extra figures are, per op: framed bytes out/in, their wire time, and the median
+ * latency over the wire time (target <= SERIAL_WIRE_TARGET).
+ */
+export function serialTarget(options: SerialTargetOptions): {
+  readonly name: string;
+  open(): Promise<
+    | { skip: string }
+    | { readonly hsm: Hsm; extraFigures(): Promise<Record<string, number | string>>; close(): Promise<void> }
+  >;
+} {
+  const baudRate = options.baudRate ?? 115200;
+  return {
+    name: `serial pty ${baudRate}`,
+    async open() {
+      const why = socatMissing();
+      if (why) return { skip: why };
+      const dir = mkdtempSync(join(tmpdir(), 'purselab-serial-bench-'));
+      let pty: PtyPair | undefined;
+      let sim: SimulatorProcess | undefined;
+      let hsm: SerialHsm | undefined;
+      const close = async (): Promise<void> => {
+        await hsm?.close().catch(() => undefined);
+        await sim?.stop().catch(() => undefined);
+        await pty?.kill().catch(() => undefined);
+        rmSync(dir, { recursive: true, force: true });
+      };
+      try {
+        pty = await startPtyPair(dir, 'bench');
+        sim = await spawnSimulator({ serial: pty.simPath, baud: baudRate, keystore: join(dir, 'bench.store'), master: randomBytes(12).toString('hex') });
+        hsm = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath, baudRate }, timeoutMs: 10_000 });
+        await hsm.open();
+        await options.loadKeys(hsm);
+      } catch (e) {
+        await close();
+        throw e;
+      }
+      const serial = hsm;
+      return {
+        hsm: serial,
+        close,
+        async extraFigures() {
+          const out: Record<string, number | string> = { baudRate, line: serial.client.transport.description };
+          let worst = 0;
+          for (const op of options.ops) {
+            const n = Math.max(5, options.wireSamples ?? 30);
+            await op.run(serial, 900_000_000);
+            const b0 = serial.client.stats.bytesOut;
+            const i0 = serial.client.stats.bytesIn;
+            const lat: number[] = [];
+            for (let i = 0; i < n; i++) {
+              const s = process.hrtime.bigint();
+              await op.run(serial, 900_000_001 + i);
+              lat.push(Number(process.hrtime.bigint() - s) / 1e6);
+            }
+            const bytes = (serial.client.stats.bytesOut - b0 + serial.client.stats.bytesIn - i0) / n;
+            const wireMs = wireTimeMs(bytes, baudRate);
+            const ratio = pct([...lat].sort((a, b) => a - b), 50) / wireMs;
+            worst = Math.max(worst, ratio);
+            out[`${op.key}.wireBytes`] = bytes;
+            out[`${op.key}.wireUs`] = Math.round(wireMs * 1000);
+            out[`${op.key}.latencyOverWire`] = Number(ratio.toFixed(2));
+          }
+          out.worstLatencyOverWire = Number(worst.toFixed(2));
+          out.wireTargetMet = worst <= SERIAL_WIRE_TARGET ? 'met' : 'NOT met';
+          return out;
+        },
+      };
+    },
+  };
 }
