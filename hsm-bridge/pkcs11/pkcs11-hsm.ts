@@ -36,6 +36,7 @@ import {
   DEFAULT_RSA_USAGE,
   describeSpec,
   LABEL_PATTERN,
+  macKeyType,
   refKey,
   refName,
   requireMacType,
@@ -111,9 +112,9 @@ interface TokenKey {
 
 /** The token objects behind one key: a stored DES2/DES3 key, a derived card key held as two single-DES halves, or an AES key. */
 type Material =
-  | { readonly kind: 'des2'; readonly key: Handle; readonly name: string }
-  | { readonly kind: 'des-halves'; readonly k1: Handle; readonly k2: Handle; readonly name: string }
-  | { readonly kind: 'aes'; readonly key: Handle; readonly name: string };
+  | { readonly kind: 'des2'; readonly key: Handle }
+  | { readonly kind: 'des-halves'; readonly k1: Handle; readonly k2: Handle }
+  | { readonly kind: 'aes'; readonly key: Handle };
 
 interface DerivedEntry {
   readonly material: Material;
@@ -339,7 +340,7 @@ export class Pkcs11Hsm implements Hsm {
     const spec = checkKeySpec(key);
     return this.withMaterial(spec, undefined, 'compute a check value', async (s, ctx, m, k) => {
       if (!k) return this.materialKcv(s, ctx, m);
-      if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${m.name} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
+      if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
       return Buffer.from(k.info.kcv, 'hex');
     });
   }
@@ -347,8 +348,9 @@ export class Pkcs11Hsm implements Hsm {
   async macGenerate(key: KeySpec, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
     const alg = checkMacAlgorithm(algorithm);
     const d = checkData(data);
-    return this.withMaterial(checkKeySpec(key), 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
-      requireMacType(type, alg, m.name);
+    const spec = checkKeySpec(key);
+    return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
+      if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
       return this.mac(s, ctx, m, alg, d);
     });
   }
@@ -357,10 +359,12 @@ export class Pkcs11Hsm implements Hsm {
     const alg = checkMacAlgorithm(algorithm);
     const d = checkData(data);
     const expected = checkMacToVerify(alg, mac);
-    return this.withMaterial(checkKeySpec(key), 'mac', 'verify MACs', async (s, ctx, m, _k, type) => {
-      requireMacType(type, alg, m.name);
-      const full = await this.mac(s, ctx, m, alg, d);
-      return macEquals(full.subarray(0, expected.length), expected);
+    const spec = checkKeySpec(key);
+    const compare = (full: Buffer): boolean => macEquals(full.subarray(0, expected.length), expected);
+    return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
+      if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
+      const full = this.mac(s, ctx, m, alg, d);
+      return full instanceof Promise ? full.then(compare) : compare(full);
     });
   }
 
@@ -499,8 +503,10 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   private async run<T>(ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): Promise<T> {
-    const pool = await this.ready();
-    const s = await pool.acquire();
+    const ready = this.pool && !this.needsLogin ? this.pool : undefined;
+    const pool = ready ?? (await this.ready());
+    const got = pool.acquire();
+    const s = got instanceof Promise ? await got : got;
     let dead = false;
     try {
       return await fn(s, ctx);
@@ -552,7 +558,7 @@ export class Pkcs11Hsm implements Hsm {
         continue; // a token going away while we look
       }
       if (label === this.options.tokenLabel) return slot;
-      labels.push(label);
+      if (label) labels.push(label); // SoftHSM2's spare uninitialised slot has an empty label
     }
     throw new HsmTokenNotFoundError(this.options.tokenLabel, labels);
   }
@@ -881,42 +887,64 @@ export class Pkcs11Hsm implements Hsm {
     op: string,
     fn: (s: Handle, ctx: OpContext, m: Material, stored: TokenKey | undefined, type: SymmetricKeyType) => Promise<T> | T,
   ): Promise<T> {
-    const name = describeSpec(spec);
-    const ctx: OpContext = { op: `${op} with ${name}`, ref: spec.kind === 'stored' ? spec.ref : spec.master };
-    return this.run(ctx, async (s) => {
+    // The operation's name is only needed for an error message: built then, not on every call.
+    const ctx: OpContext = {
+      get op() {
+        return `${op} with ${describeSpec(spec)}`;
+      },
+      ref: spec.kind === 'stored' ? spec.ref : spec.master,
+    };
+    return this.run(ctx, (s): T | Promise<T> => {
       if (spec.kind === 'stored') {
         const k = this.key(s, spec.ref);
         const type = requireSymmetric(k.info, op);
         if (usage) requireUsage(k.info, usage, op);
-        const m: Material = type === 'AES-128' ? { kind: 'aes', key: k.handle, name } : { kind: 'des2', key: k.handle, name };
+        const m: Material = type === 'AES-128' ? { kind: 'aes', key: k.handle } : { kind: 'des2', key: k.handle };
         return fn(s, ctx, m, k, type);
       }
       const mk = this.key(s, spec.master);
       const type = requireSymmetric(mk.info, 'derivation');
       requireUsage(mk.info, 'derive', 'derive card keys');
-      const entry = await this.derivedKey(s, ctx, spec, mk, type, name);
-      try {
-        return await fn(s, ctx, entry.material, undefined, type);
-      } finally {
-        this.unuse(s, entry);
-      }
+      const cached = this.cachedDerived(spec);
+      if (cached) return this.using(s, cached, () => fn(s, ctx, cached.material, undefined, type));
+      return this.derivedKey(s, ctx, spec, mk, type).then((entry) => this.using(s, entry, () => fn(s, ctx, entry.material, undefined, type)));
     });
   }
 
-  private async derivedKey(s: Handle, ctx: OpContext, spec: ResolvedSpec & { kind: 'derived' }, mk: TokenKey, type: SymmetricKeyType, name: string): Promise<DerivedEntry> {
-    const P = this.P!;
-    const id = `${refKey(spec.master)}\u0000${spec.cardId.toString('hex')}`;
-    const now = Date.now();
-    if (this.cacheMax > 0) {
-      const hit = this.derivedCache.get(id);
-      if (hit && hit.expires > now) {
-        this.derivedCache.delete(id); // re-insert: most recently used last
-        this.derivedCache.set(id, hit);
-        hit.users++;
-        return hit;
-      }
-      if (hit) this.evict(s, id, hit);
+  /** Run f with a derived key taken into use, and give it back after (synchronously when f is synchronous). */
+  private using<T>(s: Handle, entry: DerivedEntry, f: () => T | Promise<T>): T | Promise<T> {
+    let r: T | Promise<T>;
+    try {
+      r = f();
+    } catch (e) {
+      this.unuse(s, entry);
+      throw e;
     }
+    if (r instanceof Promise) return r.finally(() => this.unuse(s, entry));
+    this.unuse(s, entry);
+    return r;
+  }
+
+  private derivedId(spec: ResolvedSpec & { kind: 'derived' }): string {
+    return `${refKey(spec.master)}\u0000${spec.cardId.toString('hex')}`;
+  }
+
+  /** A live cached derivation of this card key (taken into use), or undefined. */
+  private cachedDerived(spec: ResolvedSpec & { kind: 'derived' }): DerivedEntry | undefined {
+    if (this.cacheMax === 0) return undefined;
+    const id = this.derivedId(spec);
+    const hit = this.derivedCache.get(id);
+    if (!hit || hit.expires <= Date.now()) return undefined;
+    this.derivedCache.delete(id); // re-insert: most recently used last
+    this.derivedCache.set(id, hit);
+    hit.users++;
+    return hit;
+  }
+
+  private async derivedKey(s: Handle, ctx: OpContext, spec: ResolvedSpec & { kind: 'derived' }, mk: TokenKey, type: SymmetricKeyType): Promise<DerivedEntry> {
+    const P = this.P!;
+    const id = this.derivedId(spec);
+    const now = Date.now();
     const blocks = diversificationBlocks(spec.cardId, type);
     let objects: Handle[];
     let material: Material;
@@ -932,12 +960,12 @@ export class Pkcs11Hsm implements Hsm {
         throw e;
       }
       objects = [k1, k2];
-      material = { kind: 'des-halves', k1, k2, name };
+      material = { kind: 'des-halves', k1, k2 };
     } else {
       this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
       const k = await this.deriveOne(s, ctx, mk.handle, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!);
       objects = [k];
-      material = { kind: 'aes', key: k, name };
+      material = { kind: 'aes', key: k };
     }
     const entry: DerivedEntry = { material, objects, session: s.toString('hex'), expires: now + this.cacheTtl, users: 1, doomed: this.cacheMax === 0 };
     if (this.cacheMax > 0) {
@@ -1042,7 +1070,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /** The whole MAC (8 bytes for the DES algorithms, 16 for AES-CMAC). */
-  private async mac(s: Handle, ctx: OpContext, m: Material, alg: MacAlgorithm, data: Buffer): Promise<Buffer> {
+  private mac(s: Handle, ctx: OpContext, m: Material, alg: MacAlgorithm, data: Buffer): Buffer | Promise<Buffer> {
     const P = this.P!;
     switch (alg) {
       case 'AES-CMAC': {
@@ -1053,7 +1081,7 @@ export class Pkcs11Hsm implements Hsm {
         lib.C_SignInit(s, { mechanism: P.CKM_AES_CMAC }, m.key);
         // pkcs11js passes empty data as a NULL pointer (CKR_ARGUMENTS_BAD): the CMAC of nothing is C_SignFinal alone.
         if (data.length === 0) return Buffer.from(lib.C_SignFinal(s, Buffer.alloc(16)));
-        return Buffer.from(this.async ? await lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16)));
+        return this.async ? lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16));
       }
       case 'ISO9797-1-ALG1':
         if (m.kind === 'des2') this.requireMechanism(P.CKM_DES3_CBC, P.CKF_ENCRYPT, 'ISO 9797-1 MAC algorithm 1 (CBC-MAC)');

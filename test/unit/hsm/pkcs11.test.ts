@@ -15,7 +15,7 @@ import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handl
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { computeMac, keyCheckValue, cbcEncrypt } from '../../../src/crypto/index.ts';
 import { codeOf, CONFORMANCE_KEYS, loadConformanceKeys, REFS, runConformance } from './conformance.ts';
-import { createTempTokens, pkcs11ToolMissing, softhsmMissing, type TempToken } from './support/softhsm.ts';
+import { createTempTokens, pkcs11ToolMissing, softhsmMissing, type TempToken } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 
 const missing = softhsmMissing();
 const legacy = opensslLegacyActive();
@@ -225,6 +225,26 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     await bounded.close();
     await none.close();
     expect(sessionKeys()).toBe(base);
+  });
+
+  it('purselab hsm init / keys / health on the token', async () => {
+    const { hsmInitCommand, DEFAULT_KEY_SET } = await import('../../../src/cli/commands/hsm-init.ts');
+    const { hsmKeysCommand } = await import('../../../src/cli/commands/hsm-keys.ts');
+    const { hsmHealthCommand } = await import('../../../src/cli/commands/hsm-health.ts');
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+    process.env.PURSELAB_TEST_CLI_PIN = t.pin;
+    const backend = ['--pkcs11', t.module, '--token', t.label, '--pin-env', 'PURSELAB_TEST_CLI_PIN'];
+    expect(await hsmInitCommand.run(backend, io)).toBe(0);
+    expect(lines.join('\n')).toContain('derivation check: 10/10');
+    lines.length = 0;
+    expect(await hsmKeysCommand.run([...backend, '--json'], io)).toBe(0);
+    const keys = JSON.parse(lines.join('\n')) as { label: string; kcv: string }[];
+    const set = JSON.parse((await import('node:fs')).readFileSync(DEFAULT_KEY_SET, 'utf8')) as { masterKeys: { label: string; kcv: string }[] };
+    for (const m of set.masterKeys) expect(keys.find((k) => k.label === m.label)?.kcv).toBe(m.kcv);
+    lines.length = 0;
+    expect(await hsmHealthCommand.run(backend, io)).toBe(0);
+    expect(lines[1]).toContain('single DES ok');
   });
 
   it('serves more concurrent callers than sessions, with the same answers', async () => {

@@ -230,6 +230,7 @@ describe('purse install parameters', () => {
   it('round-trip through the fixed layout, and the card image keeps them', () => {
     const bytes = encodePurseInstallParams(params);
     expect(bytes.length).toBe(PURSE_INSTALL_PARAMS_LAYOUT.length);
+    expect(PURSE_INSTALL_PARAMS_LAYOUT.length).toBe(96); // README.md table
     expect(decodePurseInstallParams(bytes)).toEqual(params);
     const { card } = issuePurseCard(variant(PROFILES.aes, { points: { ...POINTS, balance: 10 }, pin: PIN }), KEYS, { balance: 99 });
     const path = join(dir, 'params.img');

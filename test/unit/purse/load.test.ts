@@ -377,3 +377,17 @@ describe('GET CHALLENGE and UPDATE PARAMETERS', () => {
     expect(await tc.host.update(bad)).toBe(0x6a80);
   });
 });
+
+describe('over T=0 (61xx / 6Cxx response shaping through the channel)', () => {
+  it('a purchase, a load, an enquiry and an update work unchanged', async () => {
+    const tc = await newCard(PROFILES.aes, { balance: 1000, card: { protocol: 'T=0' } });
+    expect(tc.card.protocol).toBe('T=0');
+    const p = await purchase(tc, { amount: 250 });
+    expect(p.s3Valid).toBe(true);
+    const l = await load(tc, { amount: 500 });
+    expect(l.s3Valid).toBe(true);
+    expect((await enquiry(tc, l.cmd)).s1Valid).toBe(true);
+    expect(await update(tc, { flags: M.UpdateFlags.SET_EXPIRY, expiry: '20291231' })).toBe(0x9000);
+    expect(await tc.host.readPurseData()).toMatchObject({ balance: 1250, counter: 2, expiry: '20291231' });
+  });
+});

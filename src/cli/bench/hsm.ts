@@ -1,0 +1,386 @@
+// `purselab bench hsm`: operations/s and latency per HSM backend for MAC verify and card-key derivation,
+// next to a floor measured in the same run on the same keys:
+//   - PKCS#11: the raw pkcs11js calls the backend makes for that operation, issued directly (sync, no
+//     wrapper) on the same token and key objects. Ratio = backend / raw median latency (target <= 1.3x).
+//   - software: the src/crypto call on the clear key (what the backend wraps).
+// Then concurrency: 1, 4 and 8 callers, ops/s and how many of the machine's cores were busy.
+//
+// The PKCS#11 runs use a throw-away SoftHSM2 token (temp directory) holding the demo key set, brought in
+// the way `purselab hsm init` does it. SoftHSM2 inside Node needs --openssl-legacy-provider for single DES:
+// without it this suite measures in a child Node started with it.
+
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import type { Hsm, KeySpec } from '../../../hsm-bridge/hsm.ts';
+import { paymentOps } from '../../../hsm-bridge/payment.ts';
+import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
+import { Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
+import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
+import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
+import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, padMethod2, verifyMac } from '../../crypto/index.ts';
+import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse-mac.ts';
+import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
+import { fmt, summarize, timeCalls } from './stats.ts';
+import type { BenchContext, BenchSuite } from './suite.ts';
+
+/** One measured operation: what to call on an Hsm, and (optionally) its floor for a target. */
+export interface HsmBenchOp {
+  readonly key: string;
+  readonly label: string;
+  run(hsm: Hsm, i: number): Promise<unknown>;
+}
+
+/** A backend to measure. open() returns the opened HSM with the demo key set in it, or a reason to skip. */
+export interface HsmBenchTarget {
+  readonly name: string;
+  open(ctx: BenchContext): Promise<OpenedTarget | { skip: string }>;
+}
+
+export interface OpenedTarget {
+  readonly hsm: Hsm;
+  /** Floors for some ops (same work without the backend), keyed by op key. */
+  readonly floors?: Record<string, { label: string; run: (i: number) => unknown }>;
+  /** Extra figures the target reports itself (e.g. the serial line's wire time). */
+  extraFigures?(): Promise<Record<string, number | string>>;
+  close(): Promise<void>;
+}
+
+// ----- the workload: the demo key set's S1 for card 9990010000000017 and its derivations -----------------
+
+const vectors = JSON.parse(readFileSync(new URL('../../../fixtures/vectors/purse-iep.json', import.meta.url), 'utf8')) as {
+  vectors: { name: string; fields: Record<string, unknown>; mac: string }[];
+};
+function s1(alg: '3DES' | 'AES'): { fields: LoadS1Fields; mac: Buffer; input: Buffer } {
+  const v = vectors.vectors.find((x) => x.name === `load S1 (${alg})`)!;
+  const bytes = new Set(['loadTxnId', 'cardChallenge', 'lastLoadTxnId']);
+  const fields = Object.fromEntries(Object.entries(v.fields).map(([k, x]) => [k, bytes.has(k) ? Buffer.from(x as string, 'hex') : x])) as unknown as LoadS1Fields;
+  return { fields, mac: Buffer.from(v.mac, 'hex'), input: loadS1Input(fields) };
+}
+const S1_DES = s1('3DES');
+const S1_AES = s1('AES');
+const MASTER_DES = { label: 'issuer-load-3des', version: 1 };
+const MASTER_AES = { label: 'issuer-load-aes', version: 1 };
+const keySet = JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')) as { masterKeys: { label: string; key: string }[] };
+const clearMaster = (label: string): Buffer => Buffer.from(keySet.masterKeys.find((m) => m.label === label)!.key, 'hex');
+/** A different card for every call: no derived-key cache can help. */
+const coldCard = (i: number): Buffer => cardIdToBcd(`99900200${String(i % 100_000_000).padStart(8, '0')}`);
+const cold = (master: typeof MASTER_DES, i: number): KeySpec => ({ master, cardId: coldCard(i) });
+
+const WARM_DES: KeySpec = { master: MASTER_DES, cardId: cardIdToBcd(S1_DES.fields.cardId) };
+const WARM_AES: KeySpec = { master: MASTER_AES, cardId: cardIdToBcd(S1_AES.fields.cardId) };
+const WARM_DES_BCD = cardIdToBcd(S1_DES.fields.cardId);
+const WARM_AES_BCD = cardIdToBcd(S1_AES.fields.cardId);
+
+export const HSM_BENCH_OPS: readonly HsmBenchOp[] = [
+  { key: 'macVerify_3des_warm', label: 'S1 MAC verify, 3DES card key (warm)', run: (h) => h.macVerify(WARM_DES, 'ISO9797-1-ALG3', S1_DES.input, S1_DES.mac) },
+  { key: 'macVerify_3des_cold', label: 'S1 MAC verify, 3DES card key derived', run: (h, i) => h.macVerify(cold(MASTER_DES, i), 'ISO9797-1-ALG3', S1_DES.input, S1_DES.mac) },
+  { key: 'derive_3des', label: 'derive 3DES card key (+ KCV)', run: (h, i) => h.keyCheckValue(cold(MASTER_DES, i)) },
+  { key: 'macVerify_aes_warm', label: 'S1 MAC verify, AES card key (warm)', run: (h) => h.macVerify(WARM_AES, 'AES-CMAC', S1_AES.input, S1_AES.mac) },
+  { key: 'derive_aes', label: 'derive AES card key (+ KCV)', run: (h, i) => h.keyCheckValue(cold(MASTER_AES, i)) },
+  { key: 'verifyS1_3des', label: 'paymentOps.verifyS1 (layout + MAC), 3DES', run: (h) => paymentOps(h).verifyS1(S1_DES.fields, S1_DES.mac) },
+];
+/** The ops measured with several concurrent callers. */
+const CONCURRENT_OPS = ['macVerify_3des_cold', 'macVerify_aes_warm'];
+
+// ----- targets -----------------------------------------------------------------------------------------
+
+const softwareTarget: HsmBenchTarget = {
+  name: 'software',
+  async open() {
+    const hsm = SoftwareHsm.inMemory();
+    await hsm.open();
+    await initKeys(hsm, JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')), false);
+    const mkDes = clearMaster(MASTER_DES.label);
+    const mkAes = clearMaster(MASTER_AES.label);
+    return {
+      hsm,
+      floors: {
+        macVerify_3des_warm: { label: 'src/crypto: diversify + verify', run: () => verifyMac('ISO9797-1-ALG3', diversifyCardKey(mkDes, WARM_DES_BCD, 'DES3-2KEY'), S1_DES.input, S1_DES.mac) },
+        macVerify_3des_cold: { label: 'src/crypto: diversify + verify', run: (i) => verifyMac('ISO9797-1-ALG3', diversifyCardKey(mkDes, coldCard(i), 'DES3-2KEY'), S1_DES.input, S1_DES.mac) },
+        derive_3des: { label: 'src/crypto: diversify + KCV', run: (i) => keyCheckValue('DES3-2KEY', diversifyCardKey(mkDes, coldCard(i), 'DES3-2KEY')) },
+        macVerify_aes_warm: { label: 'src/crypto: diversify + verify', run: () => verifyMac('AES-CMAC', diversifyCardKey(mkAes, WARM_AES_BCD, 'AES-128'), S1_AES.input, S1_AES.mac) },
+        derive_aes: { label: 'src/crypto: diversify + KCV', run: (i) => keyCheckValue('AES-128', diversifyCardKey(mkAes, coldCard(i), 'AES-128')) },
+        verifyS1_3des: { label: 'src/crypto: verifyLoadS1', run: () => verifyLoadS1(diversifyCardKey(mkDes, WARM_DES_BCD, 'DES3-2KEY'), S1_DES.fields, S1_DES.mac) },
+      },
+      close: () => hsm.close(),
+    };
+  },
+};
+
+interface SoftHsmRig {
+  module: string;
+  label: string;
+  pin: string;
+  remove(): void;
+}
+let rig: SoftHsmRig | undefined;
+
+function pkcs11Target(calls: 'sync' | 'async'): HsmBenchTarget {
+  return {
+    name: `pkcs11 SoftHSM2 (${calls})`,
+    async open() {
+      const why = softhsmMissing();
+      if (why) return { skip: why };
+      if (!rig) {
+        const t = createTempTokens(['purselab-bench']);
+        rig = { module: t.module, label: 'purselab-bench', pin: t.tokens[0]!.pin, remove: () => t.remove() };
+        const setup = new Pkcs11Hsm({ module: rig.module, tokenLabel: rig.label, pin: rig.pin });
+        await setup.open();
+        await initKeys(setup, JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')), false);
+        await setup.close();
+      }
+      const hsm = new Pkcs11Hsm({ module: rig.module, tokenLabel: rig.label, pin: rig.pin, calls, sessions: 8 });
+      await hsm.open();
+      const raw = rawFloors(rig.module, hsm.slotId!);
+      return {
+        hsm,
+        floors: raw.floors,
+        close: async () => {
+          raw.close();
+          await hsm.close();
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The floor for PKCS#11: exactly the token calls the backend makes for each op, issued straight through
+ * pkcs11js (sync) on a session of our own, with the key objects looked up once.
+ */
+function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTarget['floors']>; close(): void } {
+  const P = pkcs11js();
+  const lib = acquireModule(module);
+  const s = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  const find = (label: string): Handle => {
+    lib.C_FindObjectsInit(s, [{ type: P.CKA_LABEL, value: label }, { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }]);
+    const [h] = lib.C_FindObjects(s, 1);
+    lib.C_FindObjectsFinal(s);
+    return h!;
+  };
+  const mkDes = find(MASTER_DES.label);
+  const mkAes = find(MASTER_AES.label);
+  const zero8 = Buffer.alloc(8);
+  const zero16 = Buffer.alloc(16);
+  const derive = (mk: Handle, aes: boolean, block: Buffer): Handle =>
+    lib.C_DeriveKey(
+      s,
+      aes
+        ? { mechanism: P.CKM_AES_CBC_ENCRYPT_DATA, parameter: { type: P.CK_PARAMS_AES_CBC, iv: zero16, data: block } as import('pkcs11js').IParams }
+        : { mechanism: P.CKM_DES3_CBC_ENCRYPT_DATA, parameter: { type: P.CK_PARAMS_DES_CBC_ENCRYPT_DATA, iv: zero8, data: block } as import('pkcs11js').IParams },
+      mk,
+      [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: aes ? P.CKK_AES : P.CKK_DES },
+        ...(aes ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : []),
+        // the same template as the backend's derived keys
+        { type: P.CKA_TOKEN, value: false },
+        { type: P.CKA_PRIVATE, value: true },
+        { type: P.CKA_SENSITIVE, value: true },
+        { type: P.CKA_EXTRACTABLE, value: false },
+        { type: P.CKA_ENCRYPT, value: true },
+        { type: P.CKA_DECRYPT, value: true },
+        { type: P.CKA_SIGN, value: aes },
+        { type: P.CKA_VERIFY, value: aes },
+        { type: P.CKA_DERIVE, value: false },
+      ],
+    );
+  const enc = (mech: number, key: Handle, data: Buffer, iv?: Buffer): Buffer => {
+    lib.C_EncryptInit(s, iv ? { mechanism: mech, parameter: iv } : { mechanism: mech }, key);
+    return lib.C_Encrypt(s, data, Buffer.alloc(data.length));
+  };
+  const dec = (mech: number, key: Handle, data: Buffer): Buffer => {
+    lib.C_DecryptInit(s, { mechanism: mech }, key);
+    return lib.C_Decrypt(s, data, Buffer.alloc(data.length));
+  };
+  const ede = (k1: Handle, k2: Handle, b: Buffer): Buffer => enc(P.CKM_DES_ECB, k1, dec(P.CKM_DES_ECB, k2, enc(P.CKM_DES_ECB, k1, b)));
+  const padded = padMethod2(S1_DES.input, 8);
+  const retail = (k1: Handle, k2: Handle): Buffer => {
+    const h = enc(P.CKM_DES_CBC, k1, padded.subarray(0, padded.length - 8), zero8).subarray(-8);
+    const last = Buffer.from(padded.subarray(padded.length - 8));
+    for (let i = 0; i < 8; i++) last[i]! ^= h[i]!;
+    return ede(k1, k2, last);
+  };
+  const halves = (i: number): [Handle, Handle] => {
+    const [y, yInv] = diversificationBlocks(coldCard(i), 'DES3-2KEY');
+    return [derive(mkDes, false, y!), derive(mkDes, false, yInv!)];
+  };
+  const cmac = (k: Handle, data: Buffer): Buffer => {
+    lib.C_SignInit(s, { mechanism: P.CKM_AES_CMAC }, k);
+    return lib.C_Sign(s, data, Buffer.alloc(16));
+  };
+  const [w1, w2] = diversificationBlocks(S1_DES.fields.cardId, 'DES3-2KEY').map((b) => derive(mkDes, false, b)) as [Handle, Handle];
+  const wa = derive(mkAes, true, diversificationBlocks(S1_AES.fields.cardId, 'AES-128')[0]!);
+  return {
+    floors: {
+      macVerify_3des_warm: { label: 'raw pkcs11js: DES-CBC + 3x DES-ECB', run: () => retail(w1, w2).equals(S1_DES.mac) },
+      macVerify_3des_cold: {
+        label: 'raw pkcs11js: 2 derive + DES-CBC + 3x DES-ECB + 2 destroy',
+        run: (i) => {
+          const [k1, k2] = halves(i);
+          const ok = retail(k1, k2).equals(S1_DES.mac);
+          lib.C_DestroyObject(s, k1);
+          lib.C_DestroyObject(s, k2);
+          return ok;
+        },
+      },
+      derive_3des: {
+        label: 'raw pkcs11js: 2 derive + 3x DES-ECB + 2 destroy',
+        run: (i) => {
+          const [k1, k2] = halves(i);
+          const kcv = ede(k1, k2, zero8);
+          lib.C_DestroyObject(s, k1);
+          lib.C_DestroyObject(s, k2);
+          return kcv;
+        },
+      },
+      macVerify_aes_warm: { label: 'raw pkcs11js: AES-CMAC sign', run: () => cmac(wa, S1_AES.input).subarray(0, 8).equals(S1_AES.mac) },
+      derive_aes: {
+        label: 'raw pkcs11js: derive + AES-CMAC + destroy',
+        run: (i) => {
+          const k = derive(mkAes, true, diversificationBlocks(coldCard(i), 'AES-128')[0]!);
+          const kcv = cmac(k, zero16);
+          lib.C_DestroyObject(s, k);
+          return kcv;
+        },
+      },
+    },
+    close: () => {
+      for (const h of [w1, w2, wa]) lib.C_DestroyObject(s, h);
+      lib.C_CloseSession(s);
+      releaseModule(module);
+    },
+  };
+}
+
+/**
+ * The backends measured, in order. ===== HOOK for other backends: the serial host-command backend adds its
+ * target here (e.g. `serialTarget(115200)` opening an hsm-sim over a socat pty pair, with the key set loaded by
+ * initKeys() and its wire-time floor in extraFigures()). Nothing else in this file needs to change. =====
+ */
+export const HSM_BENCH_TARGETS: HsmBenchTarget[] = [softwareTarget, pkcs11Target('sync'), pkcs11Target('async')];
+
+// ----- measuring ---------------------------------------------------------------------------------------
+
+type Figures = Record<string, number | string | boolean>;
+
+async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures: Figures, lines: string[]): Promise<void> {
+  const opened = await target.open(ctx);
+  if ('skip' in opened) {
+    figures[`${target.name}.skipped`] = opened.skip;
+    lines.push(`  ${target.name}: skipped (${opened.skip})`);
+    return;
+  }
+  const n = Math.max(20, Math.round(1000 * ctx.scale));
+  try {
+    for (const op of HSM_BENCH_OPS) {
+      // Backend and floor alternate in rounds, so a machine busy with something else slows both alike; the
+      // ratio is the median over the rounds of (backend median latency / floor median latency).
+      const floor = opened.floors?.[op.key];
+      const rounds = 9;
+      const per = Math.max(4, Math.round(n / rounds));
+      let i0 = 1;
+      await timeCalls(Math.max(5, per), (i) => op.run(opened.hsm, i0 + i)); // warm-up
+      i0 += per;
+      if (floor) for (let i = 0; i < per; i++) floor.run(i0 + i);
+      i0 += per;
+      const lat: number[] = [];
+      const flat: number[] = [];
+      const ratios: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const a = await timeCalls(per, (i) => op.run(opened.hsm, i0 + i));
+        i0 += per;
+        lat.push(...a);
+        if (floor) {
+          const b = await timeCalls(per, (i) => floor.run(i0 + i));
+          i0 += per;
+          flat.push(...b);
+          // medians: a preempted call (this machine may be busy with other work) does not move them
+          ratios.push(summarize(a).medianMs / summarize(b).medianMs);
+        }
+      }
+      const l = summarize(lat);
+      const p = `${target.name}.${op.key}`;
+      figures[`${p}.opsPerSec`] = Math.round(1000 / l.meanMs);
+      figures[`${p}.medianUs`] = Math.round(l.medianMs * 1000);
+      figures[`${p}.p99Us`] = Math.round(l.p99Ms * 1000);
+      let floorText = '';
+      if (floor) {
+        const f = summarize(flat);
+        const rt = [...ratios].sort((x, y) => x - y)[Math.floor(ratios.length / 2)]!;
+        figures[`${p}.floorOpsPerSec`] = Math.round(1000 / f.meanMs);
+        figures[`${p}.floorMedianUs`] = Math.round(f.medianMs * 1000);
+        figures[`${p}.ratio`] = Number(rt.toFixed(2));
+        floorText = `| floor ${fmt(1000 / f.meanMs).padStart(6)} ops/s, median ${fmt(f.medianMs * 1000)} us (${floor.label}) | ratio ${rt.toFixed(2)}x`;
+      }
+      lines.push(`  ${target.name.padEnd(22)} ${op.label.padEnd(42)} ${fmt(1000 / l.meanMs).padStart(6)} ops/s, median ${fmt(l.medianMs * 1000)} us, p99 ${fmt(l.p99Ms * 1000)} us ${floorText}`);
+    }
+    for (const key of CONCURRENT_OPS) {
+      const op = HSM_BENCH_OPS.find((o) => o.key === key)!;
+      for (const callers of [1, 4, 8]) {
+        const total = Math.max(40, Math.round(2000 * ctx.scale));
+        let next = 0;
+        const t0 = process.hrtime.bigint();
+        const c0 = process.cpuUsage();
+        await Promise.all(
+          Array.from({ length: callers }, async () => {
+            while (next < total) await op.run(opened.hsm, 10_000_000 + next++);
+          }),
+        );
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        const cpu = process.cpuUsage(c0);
+        const busy = (cpu.user + cpu.system) / 1000 / ms;
+        const p = `${target.name}.${key}.c${callers}`;
+        figures[`${p}.opsPerSec`] = Math.round((total * 1000) / ms);
+        figures[`${p}.coresBusy`] = Number(busy.toFixed(2));
+        lines.push(`  ${target.name.padEnd(22)} ${`${op.label}, ${callers} caller${callers > 1 ? 's' : ''}`.padEnd(46)} ${fmt((total * 1000) / ms).padStart(6)} ops/s  cores busy ${busy.toFixed(2)} of ${cpus().length}`);
+      }
+    }
+    if (opened.extraFigures) Object.assign(figures, Object.fromEntries(Object.entries(await opened.extraFigures()).map(([k, v]) => [`${target.name}.${k}`, v])));
+  } finally {
+    await opened.close();
+  }
+}
+
+/** Measure in a child Node with --openssl-legacy-provider (SoftHSM2's single DES) and return its figures. */
+function measureInChild(ctx: BenchContext): Figures {
+  const args = ['--openssl-legacy-provider', ...process.execArgv, ...process.argv.slice(1, 2), 'bench', 'hsm', '--json', ...(ctx.scale < 1 ? ['--quick'] : [])];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, PURSELAB_BENCH_HSM_CHILD: '1' }, maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`bench hsm child failed (${r.status}): ${r.stderr.slice(-2000)}`);
+  return (JSON.parse(r.stdout) as { hsm: Figures }).hsm;
+}
+
+function printFigures(ctx: BenchContext, f: Figures): void {
+  if (ctx.json) return;
+  for (const line of (f.lines as string).split('\n')) ctx.io.out(line);
+}
+
+export const hsmBench: BenchSuite = {
+  name: 'hsm',
+  summary: 'HSM backends: MAC verify and card-key derivation, ops/s and latency, PKCS#11 vs raw pkcs11js, concurrency',
+  async run(ctx) {
+    if (!opensslLegacyActive() && !process.env.PURSELAB_BENCH_HSM_CHILD && !softhsmMissing()) {
+      if (!ctx.json) ctx.io.out('  (measuring in a child Node started with --openssl-legacy-provider: SoftHSM2 single DES)');
+      const f = measureInChild(ctx);
+      printFigures(ctx, f);
+      return f;
+    }
+    const figures: Figures = {};
+    const lines: string[] = [];
+    try {
+      for (const target of HSM_BENCH_TARGETS) await measureTarget(ctx, target, figures, lines);
+    } finally {
+      rig?.remove();
+      rig = undefined;
+    }
+    const ratios = Object.entries(figures).filter(([k]) => k.startsWith('pkcs11 SoftHSM2 (sync)') && k.endsWith('.ratio'));
+    const worst = Math.max(...ratios.map(([, v]) => v as number));
+    figures['pkcs11.worstRatio'] = worst;
+    figures['pkcs11.ratioTargetMet'] = worst <= 1.3;
+    lines.push(`  PKCS#11 (sync) overhead over raw pkcs11js: worst ${worst.toFixed(2)}x (target <= 1.3x: ${worst <= 1.3 ? 'met' : 'NOT met'})`);
+    figures.lines = lines.join('\n');
+    printFigures(ctx, figures);
+    return figures;
+  },
+};

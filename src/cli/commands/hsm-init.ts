@@ -1,0 +1,189 @@
+// `purselab hsm init`: put the issuer and PSAM (acquirer) master keys, and the OPAL record keys, into an HSM.
+//
+// Keys never cross the HSM interface in clear. A key set whose values are in a file (the TEST set in
+// fixtures/keys) is wrapped on the host under a fixture KEK first, and that KEK itself reaches the HSM
+// wrapped under an RSA transport key made inside the HSM:
+//   1. generateRsaKeyPair('purselab-transport', next version, wrap)        -> public key
+//   2. importKey('purselab-demo-kek' v1, AES-128, wrap, RSA-OAEP(public key, demo KEK), transport)
+//   3. importKey(master, ..., derive, AES-KW(demo KEK, master key), 'purselab-demo-kek' v1)   for each master
+// Running it again is safe: keys already there with the expected KCV are left alone, a different key under
+// the same label and version is an error.
+
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Hsm, KeyInfo, KeyRef, SymmetricKeyType } from '../../../hsm-bridge/hsm.ts';
+import { DEFAULT_PAYMENT_KEYS } from '../../../hsm-bridge/payment.ts';
+import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
+import { cardIdToBcd, keyCheckValue, suiteFor } from '../../crypto/index.ts';
+import { PurselabError } from '../../errors.ts';
+import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { BACKEND_HELP, BACKEND_OPTIONS, configFromArgs, withHsm } from './hsm.ts';
+
+export const DEFAULT_KEY_SET = fileURLToPath(new URL('../../../fixtures/keys/demo-issuer.json', import.meta.url));
+export const TRANSPORT_LABEL = 'purselab-transport';
+export const DEMO_KEK: KeyRef = { label: 'purselab-demo-kek', version: 1 };
+
+/** The fixture KEK, derived like every TEST key of fixtures/keys (public: for test key sets only). */
+export function demoKek(): Buffer {
+  return createHash('sha256').update(`purselab TEST KEY ${DEMO_KEK.label} v${DEMO_KEK.version}`).digest().subarray(0, 16);
+}
+
+interface MasterEntry {
+  label: string;
+  version: number;
+  usage: string;
+  alg: number;
+  keyType: SymmetricKeyType;
+  key?: string;
+  kcv: string;
+}
+interface DerivedEntry {
+  cardId?: string;
+  psamId?: string;
+  alg: number;
+  usage: string;
+  keyVersion: number;
+  kcv: string;
+}
+interface KeySet {
+  masterKeys: MasterEntry[];
+  cards?: DerivedEntry[];
+  psams?: DerivedEntry[];
+}
+
+class KeySetError extends PurselabError {
+  constructor(message: string) {
+    super('HSM_KEYSET', message);
+  }
+}
+
+function loadKeySet(path: string): KeySet {
+  let ks: KeySet;
+  try {
+    ks = JSON.parse(readFileSync(path, 'utf8')) as KeySet;
+  } catch (e) {
+    throw new KeySetError(`cannot read key set ${path}: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(ks?.masterKeys) || ks.masterKeys.length === 0) throw new KeySetError(`${path}: no masterKeys`);
+  for (const m of ks.masterKeys) {
+    const where = `${path}: master '${m.label}' v${m.version}`;
+    if (m.keyType !== 'DES3-2KEY' && m.keyType !== 'AES-128') throw new KeySetError(`${where}: keyType must be DES3-2KEY or AES-128`);
+    if (!/^[0-9A-Fa-f]{32}$/.test(m.key ?? '')) throw new KeySetError(`${where}: key must be 32 hex digits (a TEST key set)`);
+    const kcv = keyCheckValue(m.keyType, Buffer.from(m.key!, 'hex')).toString('hex').toUpperCase();
+    if (kcv !== m.kcv?.toUpperCase()) throw new KeySetError(`${where}: the file's KCV ${m.kcv} does not match its key (${kcv})`);
+  }
+  return ks;
+}
+
+type Status = 'imported' | 'present' | 'generated';
+
+export const hsmInitCommand: CliCommand = {
+  name: 'hsm init',
+  summary: 'create the issuer and PSAM key set (and OPAL record keys) in an HSM, imported wrapped',
+  help: [
+    'Usage: purselab hsm init --pkcs11 MODULE --token LABEL [--pin-env VAR] [options]',
+    '       purselab hsm init --software FILE [options]',
+    '',
+    'Creates in the HSM the master keys of a key set - issuer purchase/load/update masters and acquirer',
+    "batch/admin masters (the PSAM's), each for the 3DES and the AES suite - with usage 'derive', plus the",
+    "OPAL virtual-card record masters opal-record-enc / opal-record-mac (AES-128, generated inside the HSM).",
+    '',
+    'No key crosses the HSM interface in clear: a TEST key set (clear values in a file) is wrapped on the host',
+    `under the fixture KEK '${DEMO_KEK.label}', which itself enters the HSM wrapped (RSA-OAEP) under a transport`,
+    `key pair '${TRANSPORT_LABEL}' generated inside the HSM. Every imported key's KCV is checked against the`,
+    "file, and each card/PSAM key of the file is derived inside the HSM and its KCV checked too.",
+    'Safe to run again: keys already present with the right KCV are kept; a different key under the same label',
+    'and version is an error. --software creates the key store if it does not exist.',
+    '',
+    'Options:',
+    `  --keys FILE          key set (default ${DEFAULT_KEY_SET.replace(/.*\/fixtures\//, 'fixtures/')}: TEST keys, never for real value)`,
+    '  --no-record-keys     do not create the OPAL record keys',
+    '',
+    ...BACKEND_HELP,
+    '',
+    'Examples:',
+    '  softhsm2-util --init-token --free --label purselab --pin 1234 --so-pin 5678',
+    '  PURSELAB_HSM_PIN=1234 purselab hsm init --pkcs11 /usr/lib/softhsm/libsofthsm2.so --token purselab',
+    '  PURSELAB_HSM_MASTER=change-me purselab hsm init --software ./hsm.store',
+  ].join('\n'),
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs(args, {
+      ...BACKEND_OPTIONS,
+      keys: { type: 'string' },
+      'no-record-keys': { type: 'boolean', default: false },
+    });
+    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+    const keySet = loadKeySet(values.keys ?? DEFAULT_KEY_SET);
+    const config = configFromArgs(values, { create: true });
+    return withHsm(config, async (hsm, what) => {
+      const rows = await initKeys(hsm, keySet, values['no-record-keys'] !== true);
+      const checks = await checkDerivations(hsm, keySet);
+      const failed = checks.filter((c) => !c.ok);
+      emit(io, values.json === true, { target: what, keys: rows, derivationChecks: checks }, () => [
+        `${what}:`,
+        ...rows.map((r) => `  ${r.status.padEnd(9)} ${`${r.label} v${r.version}`.padEnd(28)} ${r.type.padEnd(9)} ${r.usage.join(',').padEnd(7)} KCV ${r.kcv}`),
+        `  derivation check: ${checks.length - failed.length}/${checks.length} card and PSAM keys derived inside the HSM match the key set`,
+        ...failed.map((c) => `  MISMATCH ${c.what}: HSM ${c.got}, key set ${c.expected}`),
+      ]);
+      return failed.length ? 1 : 0;
+    });
+  },
+};
+
+/** Bring the KEK and every master of the key set into the HSM; returns one row per key. */
+export async function initKeys(hsm: Hsm, keySet: KeySet, recordKeys: boolean): Promise<(KeyInfo & { status: Status })[]> {
+  const have = new Map((await hsm.listKeys()).map((k) => [`${k.label}/${k.version}`, k]));
+  const rows: (KeyInfo & { status: Status })[] = [];
+  const kek = demoKek();
+  const kekKcv = keyCheckValue('AES-128', kek).toString('hex').toUpperCase();
+
+  const present = have.get(`${DEMO_KEK.label}/${DEMO_KEK.version}`);
+  if (present) {
+    if (present.kcv !== kekKcv) throw new KeySetError(`${DEMO_KEK.label} v${DEMO_KEK.version} in the HSM has KCV ${present.kcv}, not the fixture KEK's ${kekKcv}`);
+    rows.push({ ...present, status: 'present' });
+  } else {
+    const versions = [...have.values()].filter((k) => k.label === TRANSPORT_LABEL).map((k) => k.version);
+    const transport = { label: TRANSPORT_LABEL, version: versions.length ? Math.max(...versions) + 1 : 1 };
+    const { publicKeyDer } = await hsm.generateRsaKeyPair(transport, 2048, ['wrap']);
+    const info = await hsm.importKey(DEMO_KEK, 'AES-128', ['wrap'], rsaOaepWrap(publicKeyDer, kek), transport);
+    if (info.kcv !== kekKcv) throw new KeySetError(`the HSM reports KCV ${info.kcv} for the imported KEK, expected ${kekKcv}`);
+    rows.push({ ...info, status: 'imported' });
+  }
+
+  for (const m of keySet.masterKeys) {
+    const expected = m.kcv.toUpperCase();
+    const p = have.get(`${m.label}/${m.version}`);
+    if (p) {
+      if (p.kcv !== expected) throw new KeySetError(`'${m.label}' v${m.version} is already in the HSM with KCV ${p.kcv}, the key set's has ${expected}: refusing to continue`);
+      rows.push({ ...p, status: 'present' });
+      continue;
+    }
+    const info = await hsm.importKey({ label: m.label, version: m.version }, m.keyType, ['derive'], aesKeyWrap(kek, Buffer.from(m.key!, 'hex')), DEMO_KEK);
+    if (info.kcv !== expected) throw new KeySetError(`the HSM reports KCV ${info.kcv} for '${m.label}' v${m.version}, the key set says ${expected}`);
+    rows.push({ ...info, status: 'imported' });
+  }
+
+  if (recordKeys) {
+    for (const ref of [DEFAULT_PAYMENT_KEYS.recordEnc, DEFAULT_PAYMENT_KEYS.recordMac]) {
+      const p = have.get(`${ref.label}/${ref.version}`);
+      rows.push(p ? { ...p, status: 'present' } : { ...(await hsm.generateKey(ref, 'AES-128', ['derive'])), status: 'generated' });
+    }
+  }
+  kek.fill(0);
+  return rows;
+}
+
+/** Derive every card and PSAM key of the key set inside the HSM and compare KCVs with the file. */
+export async function checkDerivations(hsm: Hsm, keySet: KeySet): Promise<{ what: string; ok: boolean; got: string; expected: string }[]> {
+  const out: { what: string; ok: boolean; got: string; expected: string }[] = [];
+  for (const d of [...(keySet.cards ?? []), ...(keySet.psams ?? [])]) {
+    const id = d.cardId ?? d.psamId;
+    const master = keySet.masterKeys.find((m) => m.usage === d.usage && m.alg === d.alg && m.version === d.keyVersion);
+    if (!id || !master) continue;
+    const got = (await hsm.keyCheckValue({ master: { label: master.label, version: master.version }, cardId: cardIdToBcd(id) })).toString('hex').toUpperCase();
+    const expected = d.kcv.toUpperCase();
+    out.push({ what: `${d.usage} key of ${d.cardId ? 'card' : 'PSAM'} ${id.slice(0, 6)}******${id.slice(12)} (${suiteFor(d.alg).name})`, ok: got === expected, got, expected });
+  }
+  return out;
+}
