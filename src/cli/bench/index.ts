@@ -1,8 +1,10 @@
 // Registry of benchmark suites run by `purselab bench [SUITE...]`. Add a suite with one import and one list entry.
 
 import { emulatorBench } from './emulator.ts';
+import { hsmBench } from './hsm.ts';
 import type { BenchSuite } from './suite.ts';
 
 export const benchSuites: BenchSuite[] = [
+  hsmBench,
   emulatorBench,
 ];

@@ -4,6 +4,10 @@ import type { CliCommand } from '../command.ts';
 import { benchCommand } from './bench.ts';
 import { cardIssueCommand } from './card-issue.ts';
 import { hsmSimCommand } from './hsm-sim.ts';
+import { hsmCommand } from './hsm.ts';
+import { hsmInitCommand } from './hsm-init.ts';
+import { hsmKeysCommand } from './hsm-keys.ts';
+import { hsmHealthCommand } from './hsm-health.ts';
 import { atrCommand } from './atr.ts';
 import { swCommand } from './sw.ts';
 import { purchaseCommand } from './purchase.ts';
@@ -18,6 +22,10 @@ export const commands: CliCommand[] = [
   benchCommand,
   cardIssueCommand,
   hsmSimCommand,
+  hsmCommand,
+  hsmInitCommand,
+  hsmKeysCommand,
+  hsmHealthCommand,
   atrCommand,
   swCommand,
   purchaseCommand,
