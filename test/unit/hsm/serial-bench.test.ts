@@ -9,7 +9,7 @@ import { socatMissing } from './serial-support/rig.ts';
 const why = socatMissing();
 if (why) console.warn(`SKIPPED serial bench tests: ${why}`);
 
-describe.skipIf(why !== undefined)('serial benchmark', () => {
+describe.skipIf(why !== undefined)(`serial benchmark${why ? ` (skipped: ${why})` : ''}`, () => {
   it('measureSerial: MAC verify and derivation at 115200 baud, next to the wire time of their bytes', async () => {
     const r = await measureSerial({ iterations: 15, warmup: 3 });
     expect(r.available).toBe(true);

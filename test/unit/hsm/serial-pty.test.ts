@@ -38,7 +38,7 @@ async function failure(f: () => Promise<unknown>): Promise<SerialHsmError & { hs
   throw new Error('expected an error');
 }
 
-describe.skipIf(why !== undefined)('serial backend over a socat pty pair to hsm-sim in its own process', () => {
+describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-sim in its own process${why ? ` (skipped: ${why})` : ''}`, () => {
   let tmp: ReturnType<typeof tempDir>;
   let pty: PtyPair;
   let sim: SimProcess;
