@@ -74,19 +74,25 @@ if pid=$(our_pid) && ports_listening; then
   exit 0
 fi
 
-# One pcscd per machine (its socket path is fixed): stop any other one first.
+stop_pid() { # PID: SIGTERM, wait up to 5 s, then SIGKILL
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  sleep 0.2
+}
+
+# Ours, but not healthy (or still shutting down): replace it.
 if pid=$(our_pid); then
-  kill "$pid" 2>/dev/null || true
+  stop_pid "$pid"
 fi
+# One pcscd per machine (its socket path is fixed): stop any other one.
 for pid in $(pgrep -x pcscd || true); do
   is_root || [ "$(stat -c %u "/proc/$pid")" = "$(id -u)" ] || die "another pcscd (pid $pid) is running and we may not stop it (run as root, or stop it: systemctl stop pcscd.socket pcscd)"
   say "stopping the running pcscd (pid $pid) to start the rig's own (4 vpcd slots)"
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl stop pcscd.socket pcscd.service >/dev/null 2>&1 || true
   fi
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+  stop_pid "$pid"
 done
 # A stale socket from a killed pcscd makes a new one refuse to start.
 pgrep -x pcscd >/dev/null || rm -f "$SOCKET"
@@ -114,8 +120,16 @@ EOF
 
 args=(-f -c "$CONF_DIR")
 [ "${PURSELAB_RIG_APDU_LOG:-0}" = 1 ] && args+=(-a)
-# setsid: the daemon outlives this script and ignores the terminal's Ctrl-C.
-setsid "$PCSCD" "${args[@]}" >"$LOG" 2>&1 </dev/null &
+# setsid: the daemon outlives this script and ignores the terminal's Ctrl-C. Close every inherited
+# descriptor above 2 first: a daemon holding the caller's pipe open makes `$(...)`, CI log capture
+# and the like wait for it forever.
+(
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+  done
+  exec setsid "$PCSCD" "${args[@]}" >"$LOG" 2>&1 </dev/null
+) &
 pid=$!
 # setsid execs pcscd in place (we are not a group leader); if it ever forks, take the new pcscd.
 for _ in $(seq 20); do

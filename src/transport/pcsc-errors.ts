@@ -18,6 +18,7 @@ export const SCARD = {
   E_NO_SERVICE: 0x8010001d,
   E_SERVICE_STOPPED: 0x8010001e,
   E_NO_READERS_AVAILABLE: 0x8010002e,
+  F_COMM_ERROR: 0x80100013,
   W_UNRESPONSIVE_CARD: 0x80100066,
   W_UNPOWERED_CARD: 0x80100067,
   W_RESET_CARD: 0x80100068,
@@ -37,8 +38,9 @@ export function pcscText(err: unknown): string {
   return msg.replace(/^SCard\w+ error:\s*/, '').replace(/\s*\(0x[0-9a-fA-F]{8}\)\s*$/, '').replace(/\.$/, '');
 }
 
+/** pcscd is not there (never started, stopped, or the socket to it broke: "RPC transport error"). */
 export function isServiceGone(code: number | undefined): boolean {
-  return code === SCARD.E_NO_SERVICE || code === SCARD.E_SERVICE_STOPPED;
+  return code === SCARD.E_NO_SERVICE || code === SCARD.E_SERVICE_STOPPED || code === SCARD.F_COMM_ERROR;
 }
 
 /**
@@ -63,6 +65,7 @@ export function mapPcscError(err: unknown, op: string, reader: string): Transpor
       return mk('READER_REMOVED', `reader '${reader}' was removed (unplugged) during ${op}`);
     case SCARD.E_NO_SERVICE:
     case SCARD.E_SERVICE_STOPPED:
+    case SCARD.F_COMM_ERROR:
       return mk('PCSC_UNAVAILABLE', `pcscd stopped or is not running (${op} on '${reader}': ${text})`);
     case SCARD.E_TIMEOUT:
       return mk('TIMEOUT', `${op} on '${reader}' timed out in pcscd`);

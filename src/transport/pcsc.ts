@@ -17,8 +17,9 @@
 // - `connected` is a plain JS flag the binding sets on success only; after a failed disconnect (card
 //   gone) it stays true and connect() becomes a no-op, so we clear it ourselves.
 // - transmit runs on the libuv thread pool holding the reader's mutex; a call stuck inside pcscd keeps
-//   the process alive. We time it out, never touch that reader's mutex again (no reader.close()), and
-//   a watchdog exits the process once nothing but the stuck call keeps it alive.
+//   the process alive (and process.exit() would hang too: libuv joins its pool at exit). We time it
+//   out, never touch that reader's mutex again (no reader.close()), and a watchdog ends the process
+//   with SIGTERM once nothing but the stuck call keeps it alive.
 
 import { EventEmitter } from 'node:events';
 import type { CommandApdu } from '../apdu/command.ts';
@@ -138,7 +139,10 @@ function markStuck(what: string): number {
       if (busy.length > 0) return;
       const first = stuckCalls.values().next().value as string;
       process.stderr.write(`purselab: ${first} is stuck inside pcscd and nothing else is running; exiting\n`);
-      process.exit(process.exitCode !== undefined && process.exitCode !== 0 ? process.exitCode : 1);
+      // Not process.exit(): at exit libuv joins its thread pool, where the stuck call sits, so exit()
+      // would hang. A default-action SIGTERM ends the process at once (exit status 143).
+      process.removeAllListeners('SIGTERM');
+      process.kill(process.pid, 'SIGTERM');
     }, 500);
     stuckWatchdog.unref();
   }
@@ -639,13 +643,24 @@ export class PcscChannel implements CardChannel {
     if (gone) throw gone;
     if (bytes.length === 0) throw new TransportError('PROTOCOL', 'cannot transmit an empty APDU');
     const r = this.entry.reader;
+    let rsp: Buffer;
     try {
-      return await this.ctx.native<Buffer>(this.entry, 'transmit', timeoutMs ?? this.setup.timeoutMs, (cb) =>
+      rsp = await this.ctx.native<Buffer>(this.entry, 'transmit', timeoutMs ?? this.setup.timeoutMs, (cb) =>
         r.transmit(bytes, RECV_MAX, this._protocol, cb),
       );
     } catch (e) {
       throw await this.classify(e, 'transmit', bytes);
     }
+    if (rsp.length >= 2) return rsp;
+    // No status word. vpcd does this when the card's socket closes mid-command (it reports success
+    // with 0 bytes); a real reader would not. Either way the card is gone or broken: say which.
+    await this.ctx.waitFor(this.readerName, (info) => !info || !info.cardPresent, 1500);
+    const pulled = this.cardGone();
+    if (pulled) throw pulled;
+    throw new TransportError(
+      'PROTOCOL',
+      `the card in '${this.readerName}' answered ${toHex(bytes.subarray(0, 4), ' ')} ... with ${rsp.length} byte(s) and no status word`,
+    );
   }
 
   /** Turn a failed call into the typed error that says what happened to the card or reader. */
@@ -699,7 +714,7 @@ export async function listReaders(options: { timeoutMs?: number } = {}): Promise
 
 /** Open a channel to the card in the reader named (exactly, or by a unique substring) by `spec`. */
 export async function openPcscChannel(spec: string, options: PcscConnectOptions = {}): Promise<PcscChannel> {
-  const ctx = await PcscContext.open({ timeoutMs: options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS });
+  const ctx = await PcscContext.open({ timeoutMs: Math.max(options.timeoutMs ?? 0, DEFAULT_OPEN_TIMEOUT_MS) });
   try {
     const name = resolveReaderName(spec, ctx.readerNames());
     const channel = await ctx.connect(name, options);

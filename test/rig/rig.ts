@@ -186,15 +186,17 @@ export async function runCli(args: string[], options: { input?: string; env?: No
   return { ...exit, stdout: p.stdout, stderr: p.stderr, ms: Date.now() - t0 };
 }
 
-/** Start `purselab emulate ARGS` and wait until every reader shows its card. */
+/** Start `purselab emulate ARGS` and wait until pcscd talks to every card and every reader shows it. */
 export async function startEmulator(args: string[], readers: string[], timeoutMs = 20_000): Promise<Proc> {
   const p = purselab(['emulate', ...args]);
-  for (const r of readers) {
-    const ok = await waitForReader(r, cardIn, timeoutMs);
-    if (!ok) {
-      await p.stop('SIGKILL');
-      throw new Error(`the emulated card did not appear in '${r}' within ${timeoutMs} ms; emulate said: ${p.stdout} ${p.stderr}`);
+  try {
+    await p.waitForOutput(new RegExp(`(pcscd is talking to [^\\n]*\\n[^]*){${readers.length}}`), timeoutMs);
+    for (const r of readers) {
+      if (!(await waitForReader(r, cardIn, timeoutMs))) throw new Error(`the emulated card did not appear in '${r}' within ${timeoutMs} ms`);
     }
+  } catch (e) {
+    await p.stop('SIGKILL');
+    throw new Error(`${(e as Error).message}; emulate said: ${p.stdout} ${p.stderr}`);
   }
   return p;
 }
@@ -202,9 +204,18 @@ export async function startEmulator(args: string[], readers: string[], timeoutMs
 /** Start a fixture card process (test/rig/fixtures/*.ts, run through tsx) and wait for its card. */
 export async function startFixture(file: string, args: string[], reader: string, timeoutMs = 20_000): Promise<Proc> {
   const p = new Proc(process.execPath, ['--import', 'tsx', join(REPO, 'test/rig/fixtures', file), ...args]);
-  if (!(await waitForReader(reader, cardIn, timeoutMs))) {
+  try {
+    await p.waitForOutput('session', timeoutMs);
+    if (!(await waitForReader(reader, cardIn, timeoutMs))) throw new Error(`the card did not appear in '${reader}' within ${timeoutMs} ms`);
+  } catch (e) {
     await p.stop('SIGKILL');
-    throw new Error(`fixture ${file} did not appear in '${reader}' within ${timeoutMs} ms: ${p.stdout} ${p.stderr}`);
+    throw new Error(`fixture ${file}: ${(e as Error).message}: ${p.stdout} ${p.stderr}`);
   }
   return p;
+}
+
+/** Pull a card: kill its process and wait until pcscd has noticed (so the next test starts clean). */
+export async function pull(p: Proc, reader: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  await p.stop(signal);
+  if (!(await waitForReader(reader, noCardIn, 10_000))) throw new Error(`'${reader}' still shows a card after its emulator exited`);
 }
