@@ -18,6 +18,7 @@ import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handl
 import { Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
+import { serialTarget } from '../../../hsm-bridge/serial/bench.ts';
 import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, padMethod2, verifyMac } from '../../crypto/index.ts';
 import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse-mac.ts';
 import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
@@ -259,7 +260,7 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
  * target here (e.g. `serialTarget(115200)` opening an hsm-sim over a socat pty pair, with the key set loaded by
  * initKeys() and its wire-time floor in extraFigures()). Nothing else in this file needs to change. =====
  */
-export const HSM_BENCH_TARGETS: HsmBenchTarget[] = [softwareTarget, pkcs11Target('sync'), pkcs11Target('async')];
+export const HSM_BENCH_TARGETS: HsmBenchTarget[] = [softwareTarget, pkcs11Target('sync'), pkcs11Target('async'), serialTarget({ baudRate: 115200, ops: HSM_BENCH_OPS, loadKeys: (h) => initKeys(h, JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')), false) })];
 
 // ----- measuring ---------------------------------------------------------------------------------------
 
