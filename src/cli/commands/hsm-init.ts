@@ -58,7 +58,7 @@ class KeySetError extends PurselabError {
   }
 }
 
-function loadKeySet(path: string): KeySet {
+export function loadKeySet(path: string): KeySet {
   let ks: KeySet;
   try {
     ks = JSON.parse(readFileSync(path, 'utf8')) as KeySet;

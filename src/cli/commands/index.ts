@@ -1,38 +1,46 @@
-// Registry of every CLI subcommand. Add a command by importing it and listing it here (one line each).
+// Registry of every CLI subcommand, in the order `purselab --help` lists them. Add a command by importing it
+// and listing it here (one line each).
 
 import type { CliCommand } from '../command.ts';
+import { apduCommand } from './apdu.ts';
+import { atrCommand } from './atr.ts';
 import { benchCommand } from './bench.ts';
+import { cardInfoCommand } from './card-info.ts';
 import { cardIssueCommand } from './card-issue.ts';
-import { hsmSimCommand } from './hsm-sim.ts';
-import { hsmCommand } from './hsm.ts';
+import { demoCommand } from './demo.ts';
+import { emulateCommand } from './emulate.ts';
+import { hsmHealthCommand } from './hsm-health.ts';
 import { hsmInitCommand } from './hsm-init.ts';
 import { hsmKeysCommand } from './hsm-keys.ts';
-import { hsmHealthCommand } from './hsm-health.ts';
-import { atrCommand } from './atr.ts';
-import { swCommand } from './sw.ts';
-import { purchaseCommand } from './purchase.ts';
-import { cardInfoCommand } from './card-info.ts';
+import { hsmSimCommand } from './hsm-sim.ts';
+import { hsmCommand } from './hsm.ts';
 import { psamIssueCommand } from './psam-issue.ts';
-import { apduCommand } from './apdu.ts';
-import { scriptCommand } from './script.ts';
+import { purchaseCommand } from './purchase.ts';
 import { readersCommand } from './readers.ts';
-import { emulateCommand } from './emulate.ts';
+import { scriptCommand } from './script.ts';
+import { swCommand } from './sw.ts';
 
 export const commands: CliCommand[] = [
+  // whole-stack
+  demoCommand,
   benchCommand,
+  // PC/SC and APDUs
+  readersCommand,
+  apduCommand,
+  scriptCommand,
+  atrCommand,
+  swCommand,
+  // the emulator and card issuing
+  emulateCommand,
   cardIssueCommand,
-  hsmSimCommand,
+  psamIssueCommand,
+  // purse protocols
+  cardInfoCommand,
+  purchaseCommand,
+  // HSM bridge
   hsmCommand,
   hsmInitCommand,
   hsmKeysCommand,
   hsmHealthCommand,
-  atrCommand,
-  swCommand,
-  purchaseCommand,
-  cardInfoCommand,
-  psamIssueCommand,
-  apduCommand,
-  scriptCommand,
-  readersCommand,
-  emulateCommand,
+  hsmSimCommand,
 ];
