@@ -18,6 +18,8 @@ import {
   decodePsamInitPurchaseResponse,
   decodeTotals,
   encodePsamInitPurchase,
+  encodePurchaseParams,
+  STARTUP_LAYOUT,
   encodePurgeCommand,
   encodeVerifyS3Command,
   type BatchSummary,
@@ -57,7 +59,8 @@ export interface PsamDebit {
 
 /** INITIALIZE PURCHASE: the card's start-up data (verbatim) + purchase parameters -> DEBIT data with S2. */
 export async function psamInitializePurchase(psam: CardChannel, startupRaw: Uint8Array, params: PurchaseParams, earlyRelease = false): Promise<PsamDebit> {
-  const data = encodePsamInitPurchase(startupRaw, params);
+  // The start-up data goes on verbatim; it was decoded (validated) when the card sent it.
+  const data = startupRaw.length === STARTUP_LAYOUT.length ? Buffer.concat([startupRaw, encodePurchaseParams(params)]) : encodePsamInitPurchase(startupRaw, params);
   const name = 'INITIALIZE PURCHASE';
   const d = await exchange(psam, 'psam', name, apdu(CLA_PROPRIETARY, PsamIns.INITIALIZE_PURCHASE, earlyRelease ? PsamInitP1.EARLY_RELEASE : PsamInitP1.NORMAL, 0, data, 256));
   const r = decodeResponse('psam', name, d, decodePsamInitPurchaseResponse);

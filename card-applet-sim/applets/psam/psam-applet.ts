@@ -68,6 +68,17 @@ export const PSAM_MAX_CURRENCIES = 64;
 /** READ LIST: entries per response. */
 const LIST_CHUNK = { [ListSel.BLOCKED_CARDS]: 30, [ListSel.CURRENCIES]: 80 } as const;
 const RECORD = BATCH_RECORD_LAYOUT.length;
+const offsetOf = (name: string): number => {
+  let off = 0;
+  for (const f of BATCH_RECORD_LAYOUT.fields) {
+    if (f.name === name) return off;
+    off += f.length;
+  }
+  throw new Error(`batch record has no field ${name}`);
+};
+const RECORD_STATUS_OFFSET = offsetOf('status');
+const RECORD_S3_OFFSET = offsetOf('s3');
+const CONFIRMED_BYTE = Buffer.from([BatchRecordStatus.CONFIRMED]);
 const U32_MAX = 0xffffffff;
 
 export interface PsamPurchaseMaster {
@@ -156,6 +167,8 @@ export class PsamApplet extends Applet {
   // --- transient: the GET CHALLENGE value, single use
   private readonly challenge = this.transientBytes(8, 'reset');
   private readonly challengeValid = this.transientNumber('reset');
+  /** RAM cache of the last derived card purchase key (INITIALIZE PURCHASE derives it, VERIFY S3 reuses it). */
+  private lastKey: { id: string; key: Buffer } | undefined;
 
   constructor(_params?: Buffer) {
     super();
@@ -341,7 +354,7 @@ export class PsamApplet extends Applet {
     if (txn > U32_MAX) throw new IsoException(Sw.CONDITIONS_NOT_SATISFIED); // transaction numbers used up: never reuse one
 
     const psamId = bcdToCardId(this.psamId.view());
-    const key = deriveCardKey(master, s.cardId, s.alg);
+    const key = this.cardKey(master, s.cardId, s.alg, s.keyVersion);
     const s2Fields: PurchaseS2Fields = {
       txType: q.txType,
       alg: s.alg,
@@ -427,14 +440,17 @@ export class PsamApplet extends Applet {
     const master = this.findMaster(r.cardId.slice(0, 6), r.alg, r.keyVersion);
     if (!master) throw new IsoException(Sw.UNKNOWN_MASTER_KEY);
     const psamId = bcdToCardId(this.psamId.view());
-    const key = deriveCardKey(master, r.cardId, r.alg);
+    const key = this.cardKey(master, r.cardId, r.alg, r.keyVersion);
     if (!purseMacVerify(r.alg, key, purchaseS3Input(purchaseS3FieldsForRecord(r, psamId, v.cvr)), v.s3)) throw new IsoException(Sw.S3_INVALID);
     if (r.status === BatchRecordStatus.CONFIRMED) {
       // Idempotent for the S3 already confirmed; any other S3 does not confirm this record again.
       if (!timingSafeEqual(r.s3, v.s3)) throw new IsoException(Sw.S3_INVALID);
     } else {
-      const confirmed = encodeBatchRecord({ ...r, status: BatchRecordStatus.CONFIRMED, s3: v.s3 });
-      this.system.atomically(() => page.write(offset, confirmed));
+      // One transaction: STATUS := 01 and S3 := the card's S3 (record offsets 5 and 42).
+      this.system.atomically(() => {
+        page.write(offset + RECORD_STATUS_OFFSET, CONFIRMED_BYTE);
+        page.write(offset + RECORD_S3_OFFSET, v.s3);
+      });
     }
     return encodeDebitResult({
       psamId,
@@ -565,6 +581,15 @@ export class PsamApplet extends Applet {
   // ---------------------------------------------------------------------------------------------
   // Helpers
 
+  /** The card's purchase key, derived from the master by card id (the last one is kept in RAM). */
+  private cardKey(master: Buffer, cardId: string, alg: number, keyVersion: number): Buffer {
+    const id = `${cardId}:${alg}:${keyVersion}`;
+    if (this.lastKey?.id === id) return this.lastKey.key;
+    const key = deriveCardKey(master, cardId, alg);
+    this.lastKey = { id, key };
+    return key;
+  }
+
   private checkAdminMac(apdu: ApduContext, rnd: Buffer): void {
     const data = apdu.data.subarray(0, apdu.lc - 8);
     const mac = apdu.data.subarray(apdu.lc - 8);
@@ -607,7 +632,7 @@ export class PsamApplet extends Applet {
   private pendingCount(): number {
     const bank = this.openBank.get();
     let n = 0;
-    for (let i = 0, count = this.recordCount.get(); i < count; i++) if (this.recordBytes(bank, i)[5] === BatchRecordStatus.UNCONFIRMED) n++;
+    for (let i = 0, count = this.recordCount.get(); i < count; i++) if (this.recordBytes(bank, i)[RECORD_STATUS_OFFSET] === BatchRecordStatus.UNCONFIRMED) n++;
     return n;
   }
 

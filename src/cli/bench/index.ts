@@ -1,10 +1,12 @@
 // Registry of benchmark suites run by `purselab bench [SUITE...]`. Add a suite with one import and one list entry.
 
 import { emulatorBench } from './emulator.ts';
+import { purchaseBench } from './purchase.ts';
 import { hsmBench } from './hsm.ts';
 import type { BenchSuite } from './suite.ts';
 
 export const benchSuites: BenchSuite[] = [
   hsmBench,
   emulatorBench,
+  purchaseBench,
 ];

@@ -1,0 +1,293 @@
+// Bench suite "purchase": purchases/s and loads/s through the in-process EmulatorChannel (purse card + PSAM +
+// issuer crypto on the HSM bridge's software backend; target >= 5,000 purchases/s), and the per-purchase
+// latency through the real pcscd + vpcd when the rig is up: the emulator's own share (time inside the two
+// emulated cards) against the transport floor (the same six APDUs to the do-nothing responder cards).
+
+import { fileURLToPath } from 'node:url';
+import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
+import { issuePurseCard, loadIssuerKeySet, loadPurseProfile, type IssuerKeySet } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
+import { VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
+import { NullResponderCard } from '../../../card-applet-sim/vpcd/responder.ts';
+import { paymentOps } from '../../../hsm-bridge/payment.ts';
+import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
+import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
+import { command } from '../../apdu/command.ts';
+import { IEP_AID, PSAM_AID } from '../../crypto/purse-apdu.ts';
+import { psamAdminMac, derivePsamKey } from '../../crypto/purse-mac.ts';
+import { closeBatch, purgeBatch, readPsamData } from '../../terminal/psam.ts';
+import { purchase } from '../../terminal/purchase.ts';
+import { issuerFromPaymentOps, runLoad, type LoadIssuer } from '../../terminal/load.ts';
+import type { CardChannel } from '../../transport/channel.ts';
+import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
+import { fmt, rate, summarize } from './stats.ts';
+import type { BenchContext, BenchSuite } from './suite.ts';
+
+const TARGET_PURCHASES_PER_SEC = 5_000;
+const TARGET_EMULATOR_SHARE = 0.1;
+const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
+const AT = { date: '20260115', time: '143005', location: 'BENCH001' };
+
+function keys(): IssuerKeySet {
+  return loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
+}
+
+/** A purse card with room for many purchases and loads, and a PSAM with the largest batch. */
+function world(k: IssuerKeySet, suite: '3des' | 'aes') {
+  const profile = { ...loadPurseProfile(root(`fixtures/profiles/demo-${suite}.json`)), maxBalance: 0xfffffff0 };
+  const { card } = issuePurseCard(profile, k, { balance: 0x7fffffff, card: { serial: Buffer.alloc(8, 0x42) } });
+  const psamProfile = { ...loadPsamProfile(root('fixtures/profiles/psam-3des.json')), capacity: 4096 };
+  const { card: psam } = issuePsamCard(psamProfile, k, { card: { serial: Buffer.alloc(8, 0x50) } });
+  return { card, psam, psamId: psamProfile.psamId };
+}
+
+/** The issuer: payment operations on an in-memory software HSM holding the TEST load/purchase masters. */
+async function issuer(k: IssuerKeySet): Promise<{ issuer: LoadIssuer; close: () => Promise<void> }> {
+  const hsm = SoftwareHsm.inMemory();
+  await hsm.open();
+  const transport = { label: 'bench-transport', version: 1 };
+  const kekRef = { label: 'bench-kek', version: 1 };
+  const kek = Buffer.from('000102030405060708090A0B0C0D0E0F', 'hex');
+  const { publicKeyDer } = await hsm.generateRsaKeyPair(transport, 2048, ['wrap']);
+  await hsm.importKey(kekRef, 'AES-128', ['wrap'], rsaOaepWrap(publicKeyDer, kek), transport);
+  for (const m of k.masterKeys.filter((x) => x.usage === 'load' || x.usage === 'purchase')) {
+    await hsm.importKey({ label: m.label, version: m.version }, m.alg === 1 ? 'DES3-2KEY' : 'AES-128', ['derive'], aesKeyWrap(kek, m.key), kekRef);
+  }
+  return { issuer: issuerFromPaymentOps(paymentOps(hsm)), close: () => hsm.close() };
+}
+
+/** When the PSAM batch has no room for `room` more records: close it and purge it (the concentration point's acknowledgement). */
+async function keepBatchOpen(psam: CardChannel, adminKey: Buffer, room = 2000): Promise<void> {
+  const d = await readPsamData(psam);
+  if (d.recordCount + room <= d.capacity) return;
+  const s = await closeBatch(psam);
+  await purgeBatch(psam, s.batchNumber, (f) => psamAdminMac(adminKey, f));
+}
+
+async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
+  const n = Math.max(500, Math.round(20_000 * ctx.scale));
+  const out: Record<string, number> = {};
+  for (const suite of ['3des', 'aes'] as const) {
+    const w = world(k, suite);
+    const card = openEmulatorChannel(w.card);
+    const psam = openEmulatorChannel(w.psam);
+    const adminKey = derivePsamKey(k.masterKeys.find((m) => m.usage === 'admin' && m.alg === 1)!.key, w.psamId, 1);
+    for (let i = 0; i < Math.min(2000, n); i++) await purchase(card, psam, { amount: 1, ...AT }); // warm-up
+    await keepBatchOpen(psam, adminKey);
+    const t0 = process.hrtime.bigint();
+    let done = 0;
+    while (done < n) {
+      const chunk = Math.min(n - done, 2000);
+      for (let i = 0; i < chunk; i++) await purchase(card, psam, { amount: 1, ...AT });
+      done += chunk;
+      await keepBatchOpen(psam, adminKey);
+    }
+    out[`purchasesPerSec_${suite}`] = Math.round(rate(n, Number(process.hrtime.bigint() - t0) / 1e6));
+    const er = Math.max(200, Math.round(n / 4));
+    const t1 = process.hrtime.bigint();
+    for (let i = 0; i < er; i++) {
+      await purchase(card, psam, { amount: 1, variant: 'early-release', ...AT });
+      if (i % 1000 === 999) await keepBatchOpen(psam, adminKey);
+    }
+    out[`earlyReleasePurchasesPerSec_${suite}`] = Math.round(rate(er, Number(process.hrtime.bigint() - t1) / 1e6));
+
+    const { issuer: iss, close } = await issuer(k);
+    const ln = Math.max(200, Math.round(5_000 * ctx.scale));
+    let txn = 0n;
+    const ltxid = () => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64BE(++txn);
+      return b;
+    };
+    const req = () => ({ amount: 1, currency: 978, exponent: 2, date: '20260116', time: '091500', loadTxnId: ltxid() });
+    for (let i = 0; i < Math.min(200, ln); i++) await runLoad(card, iss, req());
+    const t2 = process.hrtime.bigint();
+    for (let i = 0; i < ln; i++) await runLoad(card, iss, req());
+    out[`loadsPerSec_${suite}`] = Math.round(rate(ln, Number(process.hrtime.bigint() - t2) / 1e6));
+    await close();
+    await card.close();
+    await psam.close();
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through pcscd + vpcd
+
+/** A SimulatedCard for vpcd that adds up the time spent inside it. */
+class TimedCard implements VpcdCard {
+  ns = 0n;
+  apdus = 0;
+  constructor(readonly card: SimulatedCard) {}
+  get atr() {
+    return this.card.atr;
+  }
+  powerOn() {
+    return this.card.powerOn();
+  }
+  powerOff() {
+    this.card.powerOff();
+  }
+  reset() {
+    return this.card.reset();
+  }
+  transmit(apdu: Buffer): Buffer {
+    const t0 = process.hrtime.bigint();
+    const r = this.card.transmit(apdu);
+    this.ns += process.hrtime.bigint() - t0;
+    this.apdus++;
+    return r;
+  }
+}
+
+async function waitCard(pcsc: typeof import('../../transport/pcsc.ts'), reader: string, present: boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const r = (await pcsc.listReaders({ timeoutMs: 3000 })).find((x) => x.name === reader);
+    if (r && r.cardPresent === present && (!present || r.atr.length > 0)) return;
+    if (Date.now() > deadline) throw new Error(`${reader}: the card did not ${present ? 'appear' : 'go away'} within ${ms} ms`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+async function plug(pcsc: typeof import('../../transport/pcsc.ts'), slots: { reader: string; port: number }[], cards: VpcdCard[]): Promise<VpcdConnector[]> {
+  const cons = slots.map((s, i) => new VpcdConnector({ host: '127.0.0.1', port: s.port, card: cards[i]!, log: () => undefined }).start());
+  for (const s of slots) await waitCard(pcsc, s.reader, true);
+  return cons;
+}
+
+async function unplug(pcsc: typeof import('../../transport/pcsc.ts'), slots: { reader: string; port: number }[], cons: VpcdConnector[]): Promise<void> {
+  await Promise.all(cons.map((c) => c.stop()));
+  for (const s of slots) await waitCard(pcsc, s.reader, false).catch(() => undefined);
+}
+
+async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<string, number | string | boolean>> {
+  let pcsc: typeof import('../../transport/pcsc.ts');
+  let vpcd: typeof import('../../transport/pcsc-vpcd.ts');
+  try {
+    pcsc = await import('../../transport/pcsc.ts');
+    vpcd = await import('../../transport/pcsc-vpcd.ts');
+  } catch (e) {
+    return { pcscSkipped: `PC/SC support not loadable: ${(e as Error).message}` };
+  }
+  let readers;
+  try {
+    readers = await pcsc.listReaders({ timeoutMs: 3000 });
+  } catch (e) {
+    return { pcscSkipped: `${(e as Error).message} (start the rig: bash .ci/rig-up.sh)` };
+  }
+  const free = vpcd.VPCD_SLOTS.filter((s) => readers.some((r) => r.name === s.reader && !r.cardPresent)).slice(0, 2).map((s) => ({ ...s }));
+  if (free.length < 2) return { pcscSkipped: `need 2 free vpcd readers, found ${free.length} (readers: ${readers.map((r) => r.name).join(', ') || 'none'}; start the rig: bash .ci/rig-up.sh)` };
+  const quickack = await vpcd.quickackRouteActive().catch(() => undefined);
+
+  const n = Math.max(20, Math.round(300 * ctx.scale));
+  const perSuite: Record<string, { lat: ReturnType<typeof summarize>; emuMs: number; apdus: number }> = {};
+  for (const suite of ['3des', 'aes'] as const) {
+    const w = world(k, suite);
+    const cardT = new TimedCard(w.card);
+    const psamT = new TimedCard(w.psam);
+    const cons = await plug(pcsc, free, [cardT, psamT]);
+    const samples: number[] = [];
+    try {
+      const card = await pcsc.openPcscChannel(free[0]!.reader);
+      const psam = await pcsc.openPcscChannel(free[1]!.reader);
+      try {
+        for (let i = 0; i < Math.min(10, n); i++) await purchase(card, psam, { amount: 1, ...AT });
+        const ns0 = cardT.ns + psamT.ns;
+        const a0 = cardT.apdus + psamT.apdus;
+        for (let i = 0; i < n; i++) {
+          const t0 = process.hrtime.bigint();
+          await purchase(card, psam, { amount: 1, ...AT });
+          samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+        perSuite[suite] = { lat: summarize(samples), emuMs: Number(cardT.ns + psamT.ns - ns0) / 1e6 / n, apdus: (cardT.apdus + psamT.apdus - a0) / n };
+      } finally {
+        await card.close();
+        await psam.close();
+      }
+    } finally {
+      await unplug(pcsc, free, cons);
+    }
+  }
+
+  // The floor: the same APDUs of a purchase (sizes and order) to the do-nothing responders.
+  const seq: [0 | 1, Buffer][] = [
+    [0, Buffer.from(command(0x00, 0xa4, 0x04, 0x00, IEP_AID, 256).data)],
+    [0, Buffer.alloc(0)],
+    [1, Buffer.from(PSAM_AID)],
+    [1, Buffer.alloc(50)],
+    [0, Buffer.alloc(42)],
+    [1, Buffer.alloc(17)],
+  ];
+  const cons = await plug(pcsc, free, [new NullResponderCard(), new NullResponderCard()]);
+  const floor: number[] = [];
+  try {
+    const chans = [await pcsc.openPcscChannel(free[0]!.reader), await pcsc.openPcscChannel(free[1]!.reader)];
+    try {
+      const once = async () => {
+        for (const [who, data] of seq) await chans[who]!.transmit(command(0x80, 0x10, 0, 0, data.length ? data : undefined, 256));
+      };
+      for (let i = 0; i < Math.min(10, n); i++) await once();
+      for (let i = 0; i < n; i++) {
+        const t0 = process.hrtime.bigint();
+        await once();
+        floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+    } finally {
+      for (const c of chans) await c.close();
+    }
+  } finally {
+    await unplug(pcsc, free, cons);
+  }
+
+  const fl = summarize(floor);
+  const d = perSuite['3des']!;
+  const a = perSuite['aes']!;
+  const share = d.emuMs / fl.medianMs;
+  const shareAes = a.emuMs / fl.medianMs;
+  const ok = share <= TARGET_EMULATOR_SHARE;
+  if (!ctx.json) {
+    const io = ctx.io;
+    io.out(`  over pcscd + vpcd (${free[0]!.reader} + ${free[1]!.reader}; quickack route ${quickack === true ? 'on' : quickack === false ? 'OFF: ~40 ms stalls per APDU' : 'unknown'}), ${n} purchases per card suite:`);
+    io.out(`    transport floor (the same ${seq.length} APDUs to do-nothing cards): median ${fmt(fl.medianMs)} ms per purchase`);
+    for (const [name, r, sh] of [['3DES', d, share], ['AES ', a, shareAes]] as const) {
+      io.out(`    ${name} card: median ${fmt(r.lat.medianMs)} ms, p99 ${fmt(r.lat.p99Ms)} ms per purchase (${r.apdus.toFixed(0)} APDUs); emulator (card + PSAM) ${fmt(r.emuMs * 1000)} us = ${(sh * 100).toFixed(1)}% of the floor`);
+    }
+    io.out(`    emulator share target <= ${TARGET_EMULATOR_SHARE * 100}% of the floor (3DES card): ${ok ? 'met' : 'NOT met'}`);
+  }
+  return {
+    pcscPurchases: n,
+    pcscFloorMedianMs: Number(fl.medianMs.toFixed(3)),
+    pcscPurchaseMedianMs: Number(d.lat.medianMs.toFixed(3)),
+    pcscPurchaseP99Ms: Number(d.lat.p99Ms.toFixed(3)),
+    pcscEmulatorUsPerPurchase: Number((d.emuMs * 1000).toFixed(1)),
+    pcscEmulatorShareOfFloor: Number(share.toFixed(4)),
+    pcscPurchaseMedianMs_aes: Number(a.lat.medianMs.toFixed(3)),
+    pcscEmulatorUsPerPurchase_aes: Number((a.emuMs * 1000).toFixed(1)),
+    pcscEmulatorShareOfFloor_aes: Number(shareAes.toFixed(4)),
+    pcscApdusPerPurchase: d.apdus,
+    pcscQuickack: quickack === undefined ? 'unknown' : quickack,
+    pcscShareTargetMet: ok,
+  };
+}
+
+export const purchaseBench: BenchSuite = {
+  name: 'purchase',
+  summary: 'purchases/s and loads/s in-process (card + PSAM + issuer HSM crypto), per-purchase latency over pcscd',
+  async run(ctx) {
+    const k = keys();
+    const inproc = await inProcess(ctx, k);
+    const ok = (inproc.purchasesPerSec_3des ?? 0) >= TARGET_PURCHASES_PER_SEC;
+    if (!ctx.json) {
+      const io = ctx.io;
+      io.out('  in-process (EmulatorChannel; purse + PSAM applets; issuer = HSM bridge software backend):');
+      for (const s of ['3des', 'aes']) {
+        io.out(`    ${s === '3des' ? '3DES' : 'AES '} card: ${fmt(inproc[`purchasesPerSec_${s}`]!)} purchases/s, ${fmt(inproc[`earlyReleasePurchasesPerSec_${s}`]!)} early-release purchases/s, ${fmt(inproc[`loadsPerSec_${s}`]!)} loads/s`);
+      }
+      io.out(`    target >= ${TARGET_PURCHASES_PER_SEC.toLocaleString('en-US')} purchases/s: ${ok ? 'met' : 'NOT met'}`);
+    }
+    const pc = await overPcscd(ctx, k);
+    if (!ctx.json && typeof pc.pcscSkipped === 'string') ctx.io.out(`  over pcscd: SKIPPED: ${pc.pcscSkipped}`);
+    return { ...inproc, targetPurchasesPerSec: TARGET_PURCHASES_PER_SEC, targetMet: ok, ...pc };
+  },
+};
