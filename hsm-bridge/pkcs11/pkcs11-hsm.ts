@@ -240,7 +240,7 @@ export class Pkcs11Hsm implements Hsm {
   async health(): Promise<HsmHealth> {
     if (!this.lib) return { ok: false, backend: 'pkcs11', detail: 'not open' };
     try {
-      return await this.run({ op: 'health' }, (s) => {
+      return await this.run({ op: 'health' }, () => {
         const lib = this.lib!;
         const t = lib.C_GetTokenInfo(this.slot!);
         const state = lib.C_GetSessionInfo(this.pool!.anchor).state;
@@ -483,23 +483,22 @@ export class Pkcs11Hsm implements Hsm {
   /** Make sure there is a slot, a pool and a login; repairs after a fault happen here, on the next call. */
   private async ready(): Promise<SessionPool> {
     if (!this.lib || !this.P) throw new HsmNotOpenError('pkcs11');
-    if (!this.pool) {
-      this.slot = this.findSlot();
-      this.pool = new SessionPool(this.P, this.lib, this.slot, this.size);
-      this.loadMechanisms();
-      this.needsLogin = true;
-    }
-    if (this.needsLogin) {
-      const s = this.pool.anchor;
-      try {
-        this.login(s);
-        this.needsLogin = false;
-        this.probeSingleDes(s);
-      } catch (e) {
-        throw this.translate(e, s, { op: 'login' });
+    try {
+      if (!this.pool) {
+        this.slot = this.findSlot();
+        this.pool = new SessionPool(this.P, this.lib, this.slot, this.size);
+        this.loadMechanisms();
+        this.needsLogin = true;
       }
+      if (this.needsLogin) {
+        this.login(this.pool.anchor);
+        this.needsLogin = false;
+        this.probeSingleDes(this.pool.anchor);
+      }
+      return this.pool;
+    } catch (e) {
+      throw this.translate(e, this.pool?.anchor, { op: `open token '${this.options.tokenLabel}'` });
     }
-    return this.pool;
   }
 
   private async run<T>(ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): Promise<T> {
@@ -625,7 +624,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /** Turn whatever a call threw into a typed error, and note what must be repaired on the next call. */
-  private translate(e: unknown, s: Handle, ctx: OpContext): HsmError | PurselabError {
+  private translate(e: unknown, s: Handle | undefined, ctx: OpContext): HsmError | PurselabError {
     if (e instanceof HsmError) return e;
     const ckr = ckrOf(e);
     if (!ckr) {
@@ -683,7 +682,8 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  private sessionLoggedIn(s: Handle): boolean {
+  private sessionLoggedIn(s: Handle | undefined): boolean {
+    if (!s) return false;
     try {
       const state = this.lib!.C_GetSessionInfo(s).state;
       return state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
