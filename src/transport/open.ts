@@ -13,13 +13,6 @@ export interface OpenChannelOptions {
   shareMode?: 'shared' | 'exclusive';
 }
 
-interface EmulatorModule {
-  openEmulatorImage(path: string, options?: { timeoutMs?: number }): Promise<CardChannel> | CardChannel;
-}
-
-// Loaded lazily so that PC/SC users do not load the card OS, and emulator users do not load pcsclite.
-const EMULATOR_MODULE = './emulator-channel.ts';
-
 export async function openChannel(
   spec: string,
   options?: { timeoutMs?: number; shareMode?: 'shared' | 'exclusive' },
@@ -28,8 +21,9 @@ export async function openChannel(
   if (s.startsWith('emu:')) {
     const path = s.slice(4);
     if (!path) throw new TransportError('NO_SUCH_READER', "'emu:' needs a card image path, e.g. emu:card.img");
-    const mod = (await import(EMULATOR_MODULE)) as EmulatorModule;
-    return await mod.openEmulatorImage(path, options?.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {});
+    // Loaded lazily: PC/SC users do not load the card OS, emulator users do not load pcsclite.
+    const { openEmulatorImage } = await import('./emulator-channel.ts');
+    return openEmulatorImage(path, options?.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {});
   }
   const name = s.startsWith('pcsc:') ? s.slice(5) : s;
   const { openPcscChannel } = await import('./pcsc.ts');

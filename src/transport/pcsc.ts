@@ -134,7 +134,8 @@ function markStuck(what: string): number {
         stuckWatchdog = undefined;
         return;
       }
-      if (stuckPolicy !== 'exit-when-idle') return;
+      // A process with an IPC channel (a forked worker, a test runner's child) is its parent's business.
+      if (stuckPolicy !== 'exit-when-idle' || process.channel) return;
       const busy = process.getActiveResourcesInfo().filter((r) => !IDLE_RESOURCES.has(r));
       if (busy.length > 0) return;
       const first = stuckCalls.values().next().value as string;

@@ -2,26 +2,49 @@
 // reference applet through pcscd + vpcd and gets the responses docs/reference-applet.md documents.
 
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeRig, detectRig, freeSlots, killAll, startEmulator, tempDir, type Proc, type RigState } from './rig.ts';
+import { describeRig, detectRig, freeSlots, killAll, REPO, startEmulator, tempDir, type Proc, type RigState } from './rig.ts';
 
 const SCRIPTOR = spawnSync('sh', ['-c', 'command -v scriptor'], { encoding: 'utf8' }).stdout.trim();
 const detected = await detectRig(1);
 const rig: RigState = SCRIPTOR ? detected : { ...detected, ok: false, reason: "pcsc-tools' scriptor is not installed (apt-get install pcsc-tools)" };
 
-// One exchange per line: the command scriptor sends and the response (data + SW) the applet documents.
-const EXCHANGES: [string, string][] = [
-  ['00 A4 04 00 0A F0 70 75 72 73 65 6C 61 62 01 00', '6F 11 84 0A F0 70 75 72 73 65 6C 61 62 01 A5 03 80 01 01 90 00'], // SELECT: FCI
-  ['80 01 00 00 05 68 65 6C 6C 6F 00', '68 65 6C 6C 6F 90 00'], // ECHO "hello"
-  ['80 02 00 00 04 00 00 00 07 00', '00 00 00 07 90 00'], // INCREMENT by 7 -> counter 7
-  ['80 02 00 00 04 00 00 00 03 00', '00 00 00 0A 90 00'], // INCREMENT by 3 -> counter 10
-  ['80 04 00 00 00', '00 00 00 0A 00 00 00 02 00 00 00 03 90 00'], // READ COUNTER: value, increments, last
-  ['80 CA 00 08 00', '00 01 02 03 04 05 06 07 90 00'], // GET DATA 8 bytes
-  ['80 02 00 00 04 00 00 00 00 00', '6A 80'], // INCREMENT by 0: wrong data
-  ['80 7F 00 00 00', '6D 00'], // unknown instruction
-];
+// The documented session (generated from docs/reference-applet.md by the emulator's tests): command
+// lines, `reset`, and after each command a "#= RESPONSE" line with the exact expected response.
+const SCRIPT = join(REPO, 'card-applet-sim/applets/reference/reference.scriptor');
+
+interface Step {
+  readonly command: string;
+  expect?: string;
+}
+
+function parseScript(text: string): Step[] {
+  const steps: Step[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('#=')) {
+      const last = steps[steps.length - 1];
+      if (!last || last.expect !== undefined) throw new Error(`stray expectation '${line}' in ${SCRIPT}`);
+      last.expect = line.slice(2).trim().toUpperCase();
+    } else if (line && !line.startsWith('#')) {
+      steps.push({ command: line });
+    }
+  }
+  return steps;
+}
+
+/** scriptor's transcript: for each "> COMMAND" block, the response after "< " (wrapped lines joined, meaning dropped). */
+function parseTranscript(out: string): string[] {
+  return out
+    .split('\n> ')
+    .slice(1)
+    .map((block) => {
+      const rsp = block.slice(block.indexOf('\n< ') + 3);
+      return rsp.split(' : ')[0]!.replace(/\s+/g, ' ').trim().toUpperCase();
+    });
+}
 
 describeRig("third-party client: pcsc-tools' scriptor against the emulated reference applet", rig, () => {
   const tmp = tempDir();
@@ -40,22 +63,19 @@ describeRig("third-party client: pcsc-tools' scriptor against the emulated refer
     tmp.remove();
   });
 
-  it('gets the documented responses, and a reset clears the selection', () => {
-    const script = join(tmp.path, 'reference.scr');
-    writeFileSync(script, ['# purselab reference applet', ...EXCHANGES.map(([c]) => c), 'reset', '80 04 00 00 00', ''].join('\n'));
-    const r = spawnSync(SCRIPTOR, ['-r', reader, script], { encoding: 'utf8', timeout: 30_000 });
-    expect(r.status).toBe(0);
-    // scriptor prints "> COMMAND" then "< RESPONSE : meaning" (long responses wrap at 16 bytes).
-    const responses = r.stdout
-      .split('\n> ')
-      .slice(1)
-      .map((block) => {
-        const rsp = block.slice(block.indexOf('\n< ') + 3);
-        return rsp.split(' : ')[0]!.replace(/\s+/g, ' ').trim();
-      });
+  it('gets every response docs/reference-applet.md documents (reference.scriptor)', () => {
+    expect(existsSync(SCRIPT), `${SCRIPT} is missing`).toBe(true);
+    const steps = parseScript(readFileSync(SCRIPT, 'utf8'));
+    expect(steps.filter((s) => s.expect !== undefined).length).toBeGreaterThan(40);
+    const r = spawnSync(SCRIPTOR, ['-r', reader, SCRIPT], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain('Using T=1 protocol');
-    expect(responses.slice(0, EXCHANGES.length)).toEqual(EXCHANGES.map(([, rsp]) => rsp));
-    expect(responses[EXCHANGES.length]).toMatch(/^OK: 3B 8E/); // reset: the ATR
-    expect(responses[EXCHANGES.length + 1]).toBe('69 85'); // nothing selected after the reset
+    const got = parseTranscript(r.stdout);
+    expect(got).toHaveLength(steps.length);
+    const mismatches = steps
+      .map((s, i) => ({ ...s, got: got[i]! }))
+      .filter((s) => (s.command === 'reset' ? !/^OK: 3B /.test(s.got) : s.got !== s.expect))
+      .map((s) => `${s.command} -> ${s.got} (documented: ${s.expect ?? 'OK: ATR'})`);
+    expect(mismatches).toEqual([]);
   });
 });
