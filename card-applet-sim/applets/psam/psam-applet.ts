@@ -21,6 +21,7 @@ import {
   PsamInitP1,
   PsamIns,
   PurseStatus,
+  STARTUP_LAYOUT,
   Sw,
   decodeBatchRecord,
   decodePsamInitPurchase,
@@ -77,6 +78,7 @@ const offsetOf = (name: string): number => {
   throw new Error(`batch record has no field ${name}`);
 };
 const RECORD_STATUS_OFFSET = offsetOf('status');
+const STARTUP_CID_OFFSET = STARTUP_LAYOUT.fields.slice(0, STARTUP_LAYOUT.fields.findIndex((f) => f.name === 'cardId')).reduce((n, f) => n + f.length, 0);
 const RECORD_S3_OFFSET = offsetOf('s3');
 const CONFIRMED_BYTE = Buffer.from([BatchRecordStatus.CONFIRMED]);
 const U32_MAX = 0xffffffff;
@@ -334,7 +336,8 @@ export class PsamApplet extends Applet {
     // 3. the card's algorithm
     if (!isAlgorithmId(s.alg)) throw new IsoException(Sw.UNKNOWN_MASTER_KEY);
     // 4. blocked-card list
-    if (findEntry(this.blocked.view(), 8, cardIdToBcd(s.cardId)) >= 0) throw new IsoException(Sw.CARD_ON_BLOCKED_LIST);
+    // (the CID bytes of the start-up data, already checked to be BCD by the decode above)
+    if (findEntry(this.blocked.view(), 8, apdu.data.subarray(STARTUP_CID_OFFSET, STARTUP_CID_OFFSET + 8)) >= 0) throw new IsoException(Sw.CARD_ON_BLOCKED_LIST);
     // 5. purse status
     if (s.status !== PurseStatus.ACTIVE) throw new IsoException(Sw.PURSE_BLOCKED);
     // 6. amount rules
@@ -417,7 +420,11 @@ export class PsamApplet extends Applet {
   }
 
   private accepts(currency: number, exponent: number): boolean {
-    return findEntry(this.currencies.view(), 3, Buffer.concat([encodeCurrency(currency), Buffer.from([exponent])])) >= 0;
+    const key = Buffer.allocUnsafe(3);
+    key[0] = ((Math.floor(currency / 1000) % 10) << 4) | (Math.floor(currency / 100) % 10);
+    key[1] = ((Math.floor(currency / 10) % 10) << 4) | (currency % 10);
+    key[2] = exponent;
+    return findEntry(this.currencies.view(), 3, key) >= 0;
   }
 
   private findMaster(bin: string, alg: number, keyVersion: number): Buffer | undefined {
