@@ -3,10 +3,12 @@
 import { emulatorBench } from './emulator.ts';
 import { purchaseBench } from './purchase.ts';
 import { hsmBench } from './hsm.ts';
+import { transportBench } from './transport.ts';
 import type { BenchSuite } from './suite.ts';
 
 export const benchSuites: BenchSuite[] = [
   hsmBench,
   emulatorBench,
+  transportBench,
   purchaseBench,
 ];
