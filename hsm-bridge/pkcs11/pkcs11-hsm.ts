@@ -157,6 +157,33 @@ export function idToVersion(id: Buffer): number | undefined {
   return id.readUIntBE(0, id.length);
 }
 
+/**
+ * The C_DeriveKey arguments for one card-key block (also used by `purselab bench hsm` for its raw floor):
+ * CKM_*_CBC_ENCRYPT_DATA with a zero IV over exactly one block, which is the ECB encryption of that block
+ * (pkcs11js cannot pass CK_KEY_DERIVATION_STRING_DATA, the parameter of CKM_*_ECB_ENCRYPT_DATA); 3DES blocks
+ * become single-DES CKK_DES session objects (the card key's halves K1, K2), an AES block a CKK_AES one.
+ */
+export function cardKeyDerivation(P: Pkcs11Js, aes: boolean, block: Buffer): { mechanism: import('pkcs11js').Mechanism; template: import('pkcs11js').Template } {
+  const mechanism = aes
+    ? { mechanism: P.CKM_AES_CBC_ENCRYPT_DATA, parameter: params({ type: P.CK_PARAMS_AES_CBC, iv: ZERO16, data: block }) }
+    : { mechanism: P.CKM_DES3_CBC_ENCRYPT_DATA, parameter: params({ type: P.CK_PARAMS_DES_CBC_ENCRYPT_DATA, iv: ZERO8, data: block }) };
+  const template = [
+    { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+    { type: P.CKA_KEY_TYPE, value: aes ? P.CKK_AES : P.CKK_DES },
+    ...(aes ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : []),
+    { type: P.CKA_TOKEN, value: false },
+    { type: P.CKA_PRIVATE, value: true },
+    { type: P.CKA_SENSITIVE, value: true },
+    { type: P.CKA_EXTRACTABLE, value: false },
+    { type: P.CKA_ENCRYPT, value: true },
+    { type: P.CKA_DECRYPT, value: true },
+    { type: P.CKA_SIGN, value: aes },
+    { type: P.CKA_VERIFY, value: aes },
+    { type: P.CKA_DERIVE, value: false },
+  ];
+  return { mechanism, template };
+}
+
 export class Pkcs11Hsm implements Hsm {
   readonly backend = 'pkcs11' as const;
   readonly options: Pkcs11HsmOptions;
@@ -980,34 +1007,13 @@ export class Pkcs11Hsm implements Hsm {
     return entry;
   }
 
-  /**
-   * One card-key block inside the token: CKM_*_CBC_ENCRYPT_DATA with a zero IV over exactly one block is the ECB
-   * encryption of that block (pkcs11js cannot pass CK_KEY_DERIVATION_STRING_DATA, the parameter of
-   * CKM_*_ECB_ENCRYPT_DATA). 3DES blocks become single-DES CKK_DES objects (the card key's halves K1, K2).
-   */
+  /** One card-key block derived inside the token (see cardKeyDerivation). */
   private async deriveOne(s: Handle, ctx: OpContext, master: Handle, mech: number, block: Buffer): Promise<Handle> {
-    const P = this.P!;
-    const aes = mech === P.CKM_AES_CBC_ENCRYPT_DATA;
-    const mechanism = aes
-      ? { mechanism: mech, parameter: params({ type: P.CK_PARAMS_AES_CBC, iv: ZERO16, data: block }) }
-      : { mechanism: mech, parameter: params({ type: P.CK_PARAMS_DES_CBC_ENCRYPT_DATA, iv: ZERO8, data: block }) };
-    const template = [
-      { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-      { type: P.CKA_KEY_TYPE, value: aes ? P.CKK_AES : P.CKK_DES },
-      ...(aes ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : []),
-      { type: P.CKA_TOKEN, value: false },
-      { type: P.CKA_PRIVATE, value: true },
-      { type: P.CKA_SENSITIVE, value: true },
-      { type: P.CKA_EXTRACTABLE, value: false },
-      { type: P.CKA_ENCRYPT, value: true },
-      { type: P.CKA_DECRYPT, value: true },
-      { type: P.CKA_SIGN, value: aes },
-      { type: P.CKA_VERIFY, value: aes },
-      { type: P.CKA_DERIVE, value: false },
-    ];
+    const { mechanism, template } = cardKeyDerivation(this.P!, mech === this.P!.CKM_AES_CBC_ENCRYPT_DATA, block);
     ctx.mechanism = mech;
     return this.async ? this.lib!.C_DeriveKeyAsync(s, mechanism, master, template) : this.lib!.C_DeriveKey(s, mechanism, master, template);
   }
+
 
   private requireSingleDes(): void {
     if (this.singleDes === 'ok') return;

@@ -15,7 +15,7 @@ import { cpus } from 'node:os';
 import type { Hsm, KeySpec } from '../../../hsm-bridge/hsm.ts';
 import { paymentOps } from '../../../hsm-bridge/payment.ts';
 import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
-import { Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
+import { cardKeyDerivation, Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { serialTarget } from '../../../hsm-bridge/serial/bench.ts';
@@ -164,29 +164,10 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
   const mkAes = find(MASTER_AES.label);
   const zero8 = Buffer.alloc(8);
   const zero16 = Buffer.alloc(16);
-  const derive = (mk: Handle, aes: boolean, block: Buffer): Handle =>
-    lib.C_DeriveKey(
-      s,
-      aes
-        ? { mechanism: P.CKM_AES_CBC_ENCRYPT_DATA, parameter: { type: P.CK_PARAMS_AES_CBC, iv: zero16, data: block } as import('pkcs11js').IParams }
-        : { mechanism: P.CKM_DES3_CBC_ENCRYPT_DATA, parameter: { type: P.CK_PARAMS_DES_CBC_ENCRYPT_DATA, iv: zero8, data: block } as import('pkcs11js').IParams },
-      mk,
-      [
-        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-        { type: P.CKA_KEY_TYPE, value: aes ? P.CKK_AES : P.CKK_DES },
-        ...(aes ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : []),
-        // the same template as the backend's derived keys
-        { type: P.CKA_TOKEN, value: false },
-        { type: P.CKA_PRIVATE, value: true },
-        { type: P.CKA_SENSITIVE, value: true },
-        { type: P.CKA_EXTRACTABLE, value: false },
-        { type: P.CKA_ENCRYPT, value: true },
-        { type: P.CKA_DECRYPT, value: true },
-        { type: P.CKA_SIGN, value: aes },
-        { type: P.CKA_VERIFY, value: aes },
-        { type: P.CKA_DERIVE, value: false },
-      ],
-    );
+  const derive = (mk: Handle, aes: boolean, block: Buffer): Handle => {
+    const { mechanism, template } = cardKeyDerivation(P, aes, block); // the backend's own arguments
+    return lib.C_DeriveKey(s, mechanism, mk, template);
+  };
   const enc = (mech: number, key: Handle, data: Buffer, iv?: Buffer): Buffer => {
     lib.C_EncryptInit(s, iv ? { mechanism: mech, parameter: iv } : { mechanism: mech }, key);
     return lib.C_Encrypt(s, data, Buffer.alloc(data.length));
