@@ -83,6 +83,26 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
       await keepBatchOpen(psam, adminKey);
     }
     out[`purchasesPerSec_${suite}`] = Math.round(rate(n, Number(process.hrtime.bigint() - t0) / 1e6));
+    // The cards' own share of an in-process purchase (warm caches): time inside card.transmit of both cards.
+    {
+      const timed = [w.card, w.psam].map((c) => {
+        const orig = c.transmit.bind(c);
+        const t = { ns: 0n, restore: () => void ((c as { transmit: unknown }).transmit = orig) };
+        (c as { transmit: (a: Uint8Array) => Buffer }).transmit = (a) => {
+          const s0 = process.hrtime.bigint();
+          const r = orig(a);
+          t.ns += process.hrtime.bigint() - s0;
+          return r;
+        };
+        return t;
+      });
+      const m = Math.min(1000, n);
+      await keepBatchOpen(psam, adminKey, m);
+      for (const t of timed) t.ns = 0n;
+      for (let i = 0; i < m; i++) await purchase(card, psam, { amount: 1, ...AT });
+      out[`inCardUsPerPurchase_${suite}`] = Number((Number(timed.reduce((x, t) => x + t.ns, 0n)) / 1e3 / m).toFixed(1));
+      for (const t of timed) t.restore();
+    }
     const er = Math.max(200, Math.round(n / 4));
     const t1 = process.hrtime.bigint();
     for (let i = 0; i < er; i++) {
@@ -282,7 +302,7 @@ export const purchaseBench: BenchSuite = {
       const io = ctx.io;
       io.out('  in-process (EmulatorChannel; purse + PSAM applets; issuer = HSM bridge software backend):');
       for (const s of ['3des', 'aes']) {
-        io.out(`    ${s === '3des' ? '3DES' : 'AES '} card: ${fmt(inproc[`purchasesPerSec_${s}`]!)} purchases/s, ${fmt(inproc[`earlyReleasePurchasesPerSec_${s}`]!)} early-release purchases/s, ${fmt(inproc[`loadsPerSec_${s}`]!)} loads/s`);
+        io.out(`    ${s === '3des' ? '3DES' : 'AES '} card: ${fmt(inproc[`purchasesPerSec_${s}`]!)} purchases/s, ${fmt(inproc[`earlyReleasePurchasesPerSec_${s}`]!)} early-release purchases/s, ${fmt(inproc[`loadsPerSec_${s}`]!)} loads/s; inside the two cards ${fmt(inproc[`inCardUsPerPurchase_${s}`]!)} us per purchase`);
       }
       io.out(`    target >= ${TARGET_PURCHASES_PER_SEC.toLocaleString('en-US')} purchases/s: ${ok ? 'met' : 'NOT met'}`);
     }
