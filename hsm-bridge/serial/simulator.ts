@@ -9,7 +9,7 @@
 // request's last character would have arrived and pacing its answer at the configured baud rate (8N1).
 
 import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SerialPort } from 'serialport';
@@ -484,8 +484,26 @@ export class SerialSimLine {
       const end = Math.min(frame.length, off + perChunk);
       // Only the last character's arrival time matters to the host: be precise there, cheap before.
       await sleepUntil(t0 + this.charNs(end), end === frame.length);
-      await new Promise<void>((resolve) => port.write(frame.subarray(off, end), () => resolve()));
+      await this.writeNow(port, frame.subarray(off, end));
     }
+  }
+
+  /**
+   * Put bytes on the tty now: a direct non-blocking write on its descriptor (serialport's own write goes through
+   * the thread pool and lands a fraction of a millisecond later), falling back to serialport's write for what
+   * the tty does not take at once.
+   */
+  private async writeNow(port: SerialPort, bytes: Buffer): Promise<void> {
+    const fd = (port.port as { fd?: number | null } | undefined)?.fd;
+    let done = 0;
+    if (typeof fd === 'number') {
+      try {
+        done = writeSync(fd, bytes);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      }
+    }
+    if (done < bytes.length) await new Promise<void>((resolve) => port.write(bytes.subarray(done), () => resolve()));
   }
 
   /** Close the tty. `drain` (default true): let the command being executed finish and answer first (at most 5 s). */

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { keyCheckValue as kcvOf } from '../../../src/crypto/index.ts';
 import { rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
 import { SerialHsm } from '../../../hsm-bridge/serial/backend.ts';
+import { pc } from '../../../hsm-bridge/serial/commands.ts';
 import { encodeSerialFrame, SerialDeframer, wireTimeMs, type DeframeEvent } from '../../../hsm-bridge/serial/framing.ts';
 import { SerialHsmError } from '../../../hsm-bridge/serial/errors.ts';
 import { executions, readJournal, socatMissing, startPtyPair, startSim, tempDir, type PtyPair, type SimProcess } from './serial-support/rig.ts';
@@ -254,8 +255,10 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
     const ref = { label: label('pty-closed'), version: 1 };
     const before = executions(journal, 'pc');
     const reconnects = hsm.client.stats.reconnects;
-    await hsm.armSimulatorFault({ kind: 'delay', ms: 3000, match: 'pc' });
-    const pending = failure(() => hsm.generateKey(ref, 'DES3-2KEY', ['mac']));
+    await hsm.armSimulatorFault({ kind: 'delay', ms: 8000, match: 'pc' });
+    // A long timeout for this one command: only the line going down may end it (a loaded machine can take a
+    // while to generate the key, fsync the key store and tear the pty pair down).
+    const pending = failure(() => hsm.client.execute(pc, { ref, type: 'DES3-2KEY', usage: ['mac'] }, { timeoutMs: 20_000 }));
     await until(() => executions(journal, 'pc') === before + 1, 'the simulator executed the command');
     await pty.kill();
     const e = await pending;

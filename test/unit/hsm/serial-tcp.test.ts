@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerialHsm } from '../../../hsm-bridge/serial/backend.ts';
+import { pc } from '../../../hsm-bridge/serial/commands.ts';
 import { encodeTcpFrame, TcpDeframer } from '../../../hsm-bridge/serial/framing.ts';
 import type { SerialHsmError } from '../../../hsm-bridge/serial/errors.ts';
 import { executions, startSim, tempDir, type SimProcess } from './serial-support/rig.ts';
@@ -92,7 +93,8 @@ describe('serial backend over TCP to hsm-sim in its own process', () => {
     const ref = { label: label('die-after'), version: 1 };
     const before = executions(journal, 'pc');
     await hsm.armSimulatorFault({ kind: 'die-after', match: 'pc' });
-    const e = await failure(() => hsm.generateKey(ref, 'DES3-2KEY', ['mac']));
+    // Long timeout for this one command: only the connection dropping may end it, however slow the key store's fsync.
+    const e = await failure(() => hsm.client.execute(pc, { ref, type: 'DES3-2KEY', usage: ['mac'] }, { timeoutMs: 20_000 }));
     expect(e.code, e.message).toBe('LINE_DOWN');
     expect(e.outcomeUnknown).toBe(true);
     expect((await sim.exited).code).toBe(75);
@@ -106,8 +108,8 @@ describe('serial backend over TCP to hsm-sim in its own process', () => {
   it('simulator killed under a delayed answer: LINE_DOWN; nothing repeated after the restart', async () => {
     const ref = { label: label('killed'), version: 1 };
     const before = executions(journal, 'pc');
-    await hsm.armSimulatorFault({ kind: 'delay', ms: 5000, match: 'pc' });
-    const pending = failure(() => hsm.generateKey(ref, 'DES3-2KEY', ['mac']));
+    await hsm.armSimulatorFault({ kind: 'delay', ms: 8000, match: 'pc' });
+    const pending = failure(() => hsm.client.execute(pc, { ref, type: 'DES3-2KEY', usage: ['mac'] }, { timeoutMs: 20_000 }));
     for (let i = 0; i < 500 && executions(journal, 'pc') === before; i++) await sleep(20);
     await sim.stop('SIGKILL');
     const down = await pending;
