@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { cardIdToBcd } from '../src/crypto/index.ts';
+import { maskCardId } from '../src/terminal/amount.ts';
 import { HsmBadInputError, HsmKeyTypeError, HsmKeyUsageError } from './errors.ts';
 import type { CipherMode, KeyInfo, KeyRef, KeySpec, KeyUsage, MacAlgorithm, SymmetricKeyType } from './hsm.ts';
 
@@ -31,14 +32,14 @@ export function refKey(ref: KeyRef): string {
   return `${ref.label}\u0000${ref.version}`;
 }
 
-/** A card id for messages and logs: BIN and last four digits only. */
-export function maskCardId(cardId: Buffer): string {
+/** An 8-byte packed-BCD card id for messages and logs: BIN and last four digits only (maskCardId). */
+export function maskBcdCardId(cardId: Buffer): string {
   const d = cardId.toString('hex');
-  return d.length === 16 ? `${d.slice(0, 6)}******${d.slice(12)}` : '(malformed card id)';
+  return d.length === 16 ? maskCardId(d) : '(malformed card id)';
 }
 
 export function describeSpec(spec: ResolvedSpec): string {
-  return spec.kind === 'stored' ? refName(spec.ref) : `card key of ${refName(spec.master)} for card ${maskCardId(spec.cardId)}`;
+  return spec.kind === 'stored' ? refName(spec.ref) : `card key of ${refName(spec.master)} for card ${maskBcdCardId(spec.cardId)}`;
 }
 
 export function checkKeyRef(ref: unknown, what = 'key'): KeyRef {

@@ -311,29 +311,3 @@ export function issuePurseCard(profile: PurseProfile, keys: IssuerKeySet, option
   if (options.withReference) card.install(REFERENCE_AID, 'reference');
   return { card, cardId: params.cardId, applet, params };
 }
-
-// ---------------------------------------------------------------------------------------------
-// Display
-
-/** 16-digit card id for logs: first 6 and last 4 digits, e.g. 999001******0017. */
-export function maskCardId(cardId: string): string {
-  if (cardId.length < 10) return '*'.repeat(cardId.length);
-  return cardId.slice(0, 6) + '*'.repeat(cardId.length - 10) + cardId.slice(-4);
-}
-
-/** Minor units as a decimal amount: 12345 with exponent 2 -> "123.45". */
-export function formatAmount(minor: number, exponent: number): string {
-  if (exponent === 0) return String(minor);
-  const s = String(minor).padStart(exponent + 1, '0');
-  return `${s.slice(0, -exponent)}.${s.slice(-exponent)}`;
-}
-
-/** A decimal amount in currency units ("12.50", "12") -> minor units; undefined when malformed or too precise. */
-export function parseAmount(text: string, exponent: number): number | undefined {
-  const m = /^([0-9]+)(?:\.([0-9]+))?$/.exec(text);
-  if (!m) return undefined;
-  const frac = m[2] ?? '';
-  if (frac.length > exponent) return undefined;
-  const minor = Number(m[1]! + frac.padEnd(exponent, '0'));
-  return Number.isSafeInteger(minor) ? minor : undefined;
-}

@@ -5,19 +5,13 @@
 
 import { existsSync } from 'node:fs';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
-import {
-  formatAmount,
-  issuePurseCard,
-  loadIssuerKeySet,
-  loadPurseProfile,
-  maskCardId,
-  parseAmount,
-} from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { issuePurseCard, loadIssuerKeySet, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { REFERENCE_AID } from '../../../card-applet-sim/applets/reference/reference-applet.ts';
 import { IEP_AID } from '../../crypto/purse-apdu.ts';
 import { keyCheckValue } from '../../crypto/kcv.ts';
 import { suiteFor } from '../../crypto/suites.ts';
 import { toHex } from '../../apdu/hex.ts';
+import { AmountError, formatAmount, maskCardId, parseAmount } from '../../terminal/amount.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
 
 const HELP = [
@@ -81,8 +75,10 @@ export const cardIssueCommand: CliCommand = {
     const keys = loadIssuerKeySet(values.keys!);
     let balance: number | undefined;
     if (values.balance !== undefined) {
-      balance = parseAmount(values.balance, profile.exponent);
-      if (balance === undefined) {
+      try {
+        balance = parseAmount(values.balance, profile.exponent, '--balance');
+      } catch (e) {
+        if (!(e instanceof AmountError)) throw e;
         throw new UsageError(`--balance must be an amount in currency units with at most ${profile.exponent} decimals (e.g. ${formatAmount(2500, profile.exponent)}), got '${values.balance}'`);
       }
       if (balance > profile.maxBalance) {

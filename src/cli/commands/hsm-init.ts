@@ -17,6 +17,7 @@ import { DEFAULT_PAYMENT_KEYS } from '../../../hsm-bridge/payment.ts';
 import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
 import { cardIdToBcd, keyCheckValue, suiteFor } from '../../crypto/index.ts';
 import { PurselabError } from '../../errors.ts';
+import { maskCardId } from '../../terminal/amount.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
 import { BACKEND_HELP, BACKEND_OPTIONS, configFromArgs, withHsm } from './hsm.ts';
 
@@ -183,7 +184,7 @@ export async function checkDerivations(hsm: Hsm, keySet: KeySet): Promise<{ what
     if (!id || !master) continue;
     const got = (await hsm.keyCheckValue({ master: { label: master.label, version: master.version }, cardId: cardIdToBcd(id) })).toString('hex').toUpperCase();
     const expected = d.kcv.toUpperCase();
-    out.push({ what: `${d.usage} key of ${d.cardId ? 'card' : 'PSAM'} ${id.slice(0, 6)}******${id.slice(12)} (${suiteFor(d.alg).name})`, ok: got === expected, got, expected });
+    out.push({ what: `${d.usage} key of ${d.cardId ? 'card' : 'PSAM'} ${maskCardId(id)} (${suiteFor(d.alg).name})`, ok: got === expected, got, expected });
   }
   return out;
 }

@@ -13,13 +13,11 @@ import {
   KeySetError,
   ProfileError,
   buildPurseInstallParams,
-  formatAmount,
   issuePurseCard,
-  maskCardId,
-  parseAmount,
   parseIssuerKeySet,
   parsePurseProfile,
 } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { AmountError, formatAmount, maskCardId, parseAmount } from '../../../src/terminal/amount.ts';
 import {
   PURSE_INSTALL_PARAMS_LAYOUT,
   decodePurseInstallParams,
@@ -212,9 +210,9 @@ describe('issuing: key set and diversification', () => {
     expect(formatAmount(7, 0)).toBe('7');
     expect(parseAmount('4.2', 2)).toBe(420);
     expect(parseAmount('4', 2)).toBe(400);
-    expect(parseAmount('4.201', 2)).toBeUndefined();
-    expect(parseAmount('4,20', 2)).toBeUndefined();
-    expect(parseAmount('', 2)).toBeUndefined();
+    expect(() => parseAmount('4.201', 2)).toThrow(AmountError);
+    expect(() => parseAmount('4,20', 2)).toThrow(AmountError);
+    expect(() => parseAmount('', 2)).toThrow(AmountError);
   });
 
   it('parsePurseProfile accepts both date forms and the numeric algorithm ids', () => {
