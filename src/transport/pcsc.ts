@@ -12,6 +12,8 @@
 //   both must be called, and only after start() ran (closing earlier leaves the PnP thread running).
 // - After close() the binding may still emit 'error' ("Command cancelled"): an 'error' listener must
 //   stay attached for the lifetime of the objects, or Node throws.
+// - Reader events ('status', 'error', 'end') are delivered while the binding holds that reader's mutex;
+//   calling reader.close() from inside one deadlocks the event loop. close() always waits a turn first.
 // - There is no SCardReconnect and no SCardStatus: reset = disconnect(RESET/UNPOWER) + connect, and
 //   the ATR comes from the reader's status events.
 // - `connected` is a plain JS flag the binding sets on success only; after a failed disconnect (card
@@ -336,6 +338,10 @@ export class PcscContext extends EventEmitter {
   /** Disconnect open channels, stop every status thread and release the context. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // Never tear down synchronously: close() may be called from inside a binding callback (a status
+      // or error event, e.g. through a 'lost' listener), and the binding runs those holding the reader's
+      // mutex, which reader.close() takes again: a self-deadlock of the event loop.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       for (const e of this.entries.values()) {
         if (e.channel && !e.channel.closed) await e.channel.close({ fromContext: true });
       }

@@ -17,6 +17,15 @@ const RIG_DIR = process.env.PURSELAB_RIG_DIR ?? '/tmp/purselab-rig';
 
 const ping = Buffer.from('00010000', 'hex');
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function expectTyped(p: Promise<unknown>, code: string, withinMs: number): Promise<TransportError> {
   const t0 = Date.now();
   const err = await p.then(
@@ -119,12 +128,15 @@ describeRig('PC/SC rig faults: pulled cards, mute cards, pcscd restarts', rig, (
     expect((await old.transmit(command(0x00, 0xa4, 0x04, 0x00, REFERENCE_AID, 256))).sw).toBe(0x9000);
 
     const pid = Number(readFileSync(join(RIG_DIR, 'pcscd.pid'), 'utf8'));
+    expect(pid).toBeGreaterThan(1); // never kill(0): that is our own process group
     process.kill(pid, 'SIGTERM');
     await expect.poll(() => events.some((e) => e.type === 'pcscd-lost'), { timeout: 10_000 }).toBe(true);
     const err = await expectTyped(old.transmitRaw(ping), 'PCSC_UNAVAILABLE', 2000);
     expect(err.message).toMatch(/pcscd stopped/);
     await old.close();
 
+    // Let the old pcscd finish exiting, else rig-up would take it for a running rig.
+    await expect.poll(() => alive(pid), { timeout: 10_000 }).toBe(false);
     execFileSync('bash', [join(REPO, '.ci/rig-up.sh')], { stdio: ['ignore', 'ignore', 'pipe'] });
     await expect.poll(() => events.some((e) => e.type === 'pcscd-back'), { timeout: 15_000 }).toBe(true);
     expect(await waitForReader(s.reader, cardIn, 15_000)).toBe(true);
