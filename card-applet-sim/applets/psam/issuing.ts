@@ -21,13 +21,13 @@
 //     "nextTxn": 1, "batchNumber": 1              optional
 //   }
 
-import { readFileSync } from 'node:fs';
 import { PurselabError } from '../../../src/errors.ts';
+import { readJsonFile } from '../../../src/json-file.ts';
 import { derivePsamKey } from '../../../src/crypto/purse-mac.ts';
 import { PSAM_AID } from '../../../src/crypto/purse-apdu.ts';
 import { ALG_3DES, ALG_AES, suiteFor } from '../../../src/crypto/suites.ts';
 import { SimulatedCard, type SimulatedCardOptions } from '../../os/card.ts';
-import type { IssuerKeySet, MasterKey } from '../purse/issuing.ts';
+import { findMaster, type IssuerKeySet, type MasterKey } from '../../../src/crypto/key-set.ts';
 import { PSAM_MAX_CAPACITY, PsamApplet, type PsamPersonalization } from './psam-applet.ts';
 
 export class PsamProfileError extends PurselabError {
@@ -120,18 +120,14 @@ export function parsePsamProfile(json: unknown, source = 'profile'): PsamProfile
 }
 
 export function loadPsamProfile(path: string): PsamProfile {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new PsamProfileError(`PSAM profile ${path}: ${code ? `cannot read it (${code})` : `not valid JSON (${(e as Error).message})`}`);
-  }
+  const json = readJsonFile(path, (reason) => {
+    throw new PsamProfileError(`PSAM profile ${path}: ${reason}`);
+  });
   return parsePsamProfile(json, path);
 }
 
 function master(keys: IssuerKeySet, usage: string, alg: number, version: number): MasterKey {
-  const m = keys.masterKeys.find((k) => k.usage === usage && k.alg === alg && k.version === version);
+  const m = findMaster(keys, usage, alg, version);
   if (!m) throw new PsamProfileError(`key set ${keys.source}: no ${usage} master for the ${suiteFor(alg).name} suite, version ${version}`);
   return m;
 }

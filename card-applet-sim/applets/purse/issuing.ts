@@ -1,14 +1,15 @@
-// Purse card issuing (host side, never imported by the applet): card profiles, the issuer key set, key
-// diversification and the install parameters; `issuePurseCard` makes a personalised emulated card.
+// Purse card issuing (host side, never imported by the applet): card profiles, key diversification from the
+// issuer key set (src/crypto/key-set.ts) and the install parameters; `issuePurseCard` makes a personalised
+// emulated card.
 // `purselab card issue` (src/cli/commands/card-issue.ts) is the command-line front end; tests and other
 // tools call these functions directly. Formats: README.md in this directory.
 //
 // The card keys are diversified here, in the issuing tool, from the issuer masters of the key set
 // (`deriveCardKey`, docs/crypto.md); the card only ever receives its own three keys.
 
-import { readFileSync } from 'node:fs';
 import { PurselabError } from '../../../src/errors.ts';
-import { keyCheckValue } from '../../../src/crypto/kcv.ts';
+import { readJsonFile } from '../../../src/json-file.ts';
+import { KeySetError, findMaster, type IssuerKeySet, type MasterKey } from '../../../src/crypto/key-set.ts';
 import { isValidDate } from '../../../src/crypto/bcd.ts';
 import { deriveCardKey, AUTH_CURRENCY } from '../../../src/crypto/purse-mac.ts';
 import { IEP_AID } from '../../../src/crypto/purse-apdu.ts';
@@ -26,13 +27,6 @@ import { PurseApplet } from './purse-applet.ts';
 export class ProfileError extends PurselabError {
   constructor(message: string) {
     super('BAD_PROFILE', message);
-  }
-}
-
-/** An issuer key set that is not usable (missing master, KCV mismatch...); never carries key bytes. */
-export class KeySetError extends PurselabError {
-  constructor(message: string) {
-    super('BAD_KEY_SET', message);
   }
 }
 
@@ -165,82 +159,14 @@ export function parsePurseProfile(json: unknown, source = 'profile'): PurseProfi
 }
 
 export function loadPurseProfile(path: string): PurseProfile {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ProfileError(`profile ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ProfileError(`profile ${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const json = readJsonFile(path, (reason) => {
+    throw new ProfileError(`profile ${path}: ${reason}`);
+  });
   return parsePurseProfile(json, path);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Issuer key set (fixtures/keys/demo-issuer.json format)
-
-export interface MasterKey {
-  label: string;
-  usage: string;
-  alg: number;
-  version: number;
-  key: Buffer;
-}
-
-export interface IssuerKeySet {
-  source: string;
-  issuerBin: string | undefined;
-  masterKeys: MasterKey[];
-}
-
-/** Validate a key set: every master has usage, alg, version and a 16-byte key whose KCV (if given) matches. */
-export function parseIssuerKeySet(json: unknown, source = 'key set'): IssuerKeySet {
-  const fail = (m: string): never => {
-    throw new KeySetError(`key set ${source}: ${m}`);
-  };
-  if (!isObj(json)) fail('must be a JSON object');
-  const j = json as Obj;
-  const issuer = j.issuer;
-  const issuerBin = isObj(issuer) && typeof issuer.bin === 'string' ? issuer.bin : undefined;
-  if (!Array.isArray(j.masterKeys)) fail("field 'masterKeys' must be an array");
-  const masterKeys: MasterKey[] = (j.masterKeys as unknown[]).map((m, i) => {
-    const where = `masterKeys[${i}]`;
-    if (!isObj(m)) fail(`${where} must be an object`);
-    const o = m as Obj;
-    const label = typeof o.label === 'string' ? o.label : where;
-    if (typeof o.usage !== 'string') fail(`${where}.usage must be a string`);
-    if (o.alg !== ALG_3DES && o.alg !== ALG_AES) fail(`${label}: alg must be 1 (3DES) or 2 (AES)`);
-    if (typeof o.version !== 'number' || !Number.isInteger(o.version) || o.version < 0 || o.version > 255) fail(`${label}: version must be 0..255`);
-    if (typeof o.key !== 'string' || !/^[0-9A-Fa-f]{32}$/.test(o.key)) fail(`${label}: key must be 32 hex digits`);
-    const key = Buffer.from(o.key as string, 'hex');
-    const keyType = suiteFor(o.alg as number).keyType;
-    if (o.keyType !== undefined && o.keyType !== keyType) fail(`${label}: keyType ${shown(o.keyType)} does not match alg ${o.alg as number} (${keyType})`);
-    if (o.kcv !== undefined) {
-      const kcv = keyCheckValue(keyType, key).toString('hex').toUpperCase();
-      if (typeof o.kcv !== 'string' || o.kcv.toUpperCase() !== kcv) fail(`${label}: the key does not match its KCV ${shown(o.kcv)}: the key set is corrupt`);
-    }
-    return { label, usage: o.usage as string, alg: o.alg as number, version: o.version as number, key };
-  });
-  return { source, issuerBin, masterKeys };
-}
-
-export function loadIssuerKeySet(path: string): IssuerKeySet {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new KeySetError(`key set ${path}: ${code ? `cannot read it (${code})` : `not valid JSON (${(e as Error).message})`}`);
-  }
-  return parseIssuerKeySet(json, path);
-}
-
 function masterFor(keys: IssuerKeySet, usage: KeyUsage, alg: number, version: number): MasterKey {
-  const m = keys.masterKeys.find((k) => k.usage === usage && k.alg === alg && k.version === version);
+  const m = findMaster(keys, usage, alg, version);
   if (!m) throw new KeySetError(`key set ${keys.source}: no issuer ${usage} master for the ${suiteFor(alg).name} suite, version ${version}`);
   return m;
 }

@@ -5,7 +5,8 @@
 
 import { fileURLToPath } from 'node:url';
 import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
-import { issuePurseCard, loadIssuerKeySet, loadPurseProfile, type IssuerKeySet } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
 import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
 import { NullResponderCard } from '../../../card-applet-sim/vpcd/responder.ts';

@@ -5,10 +5,11 @@
 
 import { existsSync } from 'node:fs';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
-import { issuePurseCard, loadIssuerKeySet, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { REFERENCE_AID } from '../../../card-applet-sim/applets/reference/reference-applet.ts';
 import { IEP_AID } from '../../crypto/purse-apdu.ts';
 import { keyCheckValue } from '../../crypto/kcv.ts';
+import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { suiteFor } from '../../crypto/suites.ts';
 import { toHex } from '../../apdu/hex.ts';
 import { AmountError, formatAmount, maskCardId, parseAmount } from '../../terminal/amount.ts';

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { issuePurseCard, loadIssuerKeySet, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
 import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
@@ -14,6 +14,7 @@ import { VpcdConnector } from '../../../card-applet-sim/vpcd/connector.ts';
 import { paymentOps } from '../../../hsm-bridge/payment.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { explainAtr } from '../../apdu/atr.ts';
+import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { derivePsamKey } from '../../crypto/purse-mac.ts';
 import { currencyName, formatAmount, maskCardId } from '../../terminal/amount.ts';
 import { issuerFromPaymentOps, runLoad } from '../../terminal/load.ts';
@@ -24,7 +25,7 @@ import type { CardChannel } from '../../transport/channel.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { PurselabError } from '../../errors.ts';
 import { parseCommandArgs, type CliCommand, type CliIo } from '../command.ts';
-import { DEFAULT_KEY_SET, initKeys, loadKeySet } from './hsm-init.ts';
+import { DEFAULT_KEY_SET, initKeys } from './hsm-init.ts';
 
 const fixture = (rel: string) => fileURLToPath(new URL(`../../../fixtures/${rel}`, import.meta.url));
 
@@ -100,12 +101,12 @@ function inProcessRig(card: SimulatedCard, psam: SimulatedCard, why: string): Ri
 
 async function runDemo(io: CliIo, opts: { inProcess: boolean; keep: string | undefined }): Promise<number> {
   const step = (title: string) => io.out(`\n== ${title}`);
-  const keys = loadIssuerKeySet(DEFAULT_KEY_SET);
+  const keys = loadIssuerKeySet(DEFAULT_KEY_SET, { complete: true });
 
   step('Issuer HSM (software backend, in memory) with the TEST issuer key set');
   const hsm = SoftwareHsm.inMemory();
   await hsm.open();
-  const rows = await initKeys(hsm, loadKeySet(DEFAULT_KEY_SET), false);
+  const rows = await initKeys(hsm, keys, false);
   io.out(`  ${rows.length} keys: ${rows.map((r) => `${r.label} v${r.version} KCV ${r.kcv}`).slice(0, 3).join(', ')}, ...`);
   const issuer = issuerFromPaymentOps(paymentOps(hsm));
 

@@ -10,12 +10,12 @@
 // the same label and version is an error.
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Hsm, KeyInfo, KeyRef, SymmetricKeyType } from '../../../hsm-bridge/hsm.ts';
+import type { Hsm, KeyInfo, KeyRef } from '../../../hsm-bridge/hsm.ts';
 import { DEFAULT_PAYMENT_KEYS } from '../../../hsm-bridge/payment.ts';
 import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
 import { cardIdToBcd, keyCheckValue, suiteFor } from '../../crypto/index.ts';
+import { findMaster, loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
 import { PurselabError } from '../../errors.ts';
 import { maskCardId } from '../../terminal/amount.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
@@ -30,51 +30,11 @@ export function demoKek(): Buffer {
   return createHash('sha256').update(`purselab TEST KEY ${DEMO_KEK.label} v${DEMO_KEK.version}`).digest().subarray(0, 16);
 }
 
-interface MasterEntry {
-  label: string;
-  version: number;
-  usage: string;
-  alg: number;
-  keyType: SymmetricKeyType;
-  key?: string;
-  kcv: string;
-}
-interface DerivedEntry {
-  cardId?: string;
-  psamId?: string;
-  alg: number;
-  usage: string;
-  keyVersion: number;
-  kcv: string;
-}
-interface KeySet {
-  masterKeys: MasterEntry[];
-  cards?: DerivedEntry[];
-  psams?: DerivedEntry[];
-}
-
-class KeySetError extends PurselabError {
+/** The HSM does not hold what the key set says (a different key under a label, a KCV the HSM reports wrong). */
+class HsmKeySetError extends PurselabError {
   constructor(message: string) {
     super('HSM_KEYSET', message);
   }
-}
-
-export function loadKeySet(path: string): KeySet {
-  let ks: KeySet;
-  try {
-    ks = JSON.parse(readFileSync(path, 'utf8')) as KeySet;
-  } catch (e) {
-    throw new KeySetError(`cannot read key set ${path}: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(ks?.masterKeys) || ks.masterKeys.length === 0) throw new KeySetError(`${path}: no masterKeys`);
-  for (const m of ks.masterKeys) {
-    const where = `${path}: master '${m.label}' v${m.version}`;
-    if (m.keyType !== 'DES3-2KEY' && m.keyType !== 'AES-128') throw new KeySetError(`${where}: keyType must be DES3-2KEY or AES-128`);
-    if (!/^[0-9A-Fa-f]{32}$/.test(m.key ?? '')) throw new KeySetError(`${where}: key must be 32 hex digits (a TEST key set)`);
-    const kcv = keyCheckValue(m.keyType, Buffer.from(m.key!, 'hex')).toString('hex').toUpperCase();
-    if (kcv !== m.kcv?.toUpperCase()) throw new KeySetError(`${where}: the file's KCV ${m.kcv} does not match its key (${kcv})`);
-  }
-  return ks;
 }
 
 type Status = 'imported' | 'present' | 'generated';
@@ -115,7 +75,7 @@ export const hsmInitCommand: CliCommand = {
       'no-record-keys': { type: 'boolean', default: false },
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-    const keySet = loadKeySet(values.keys ?? DEFAULT_KEY_SET);
+    const keySet = loadIssuerKeySet(values.keys ?? DEFAULT_KEY_SET, { complete: true });
     const config = configFromArgs(values, { create: true });
     return withHsm(config, async (hsm, what) => {
       const rows = await initKeys(hsm, keySet, values['no-record-keys'] !== true);
@@ -133,7 +93,7 @@ export const hsmInitCommand: CliCommand = {
 };
 
 /** Bring the KEK and every master of the key set into the HSM; returns one row per key. */
-export async function initKeys(hsm: Hsm, keySet: KeySet, recordKeys: boolean): Promise<(KeyInfo & { status: Status })[]> {
+export async function initKeys(hsm: Hsm, keySet: IssuerKeySet, recordKeys: boolean): Promise<(KeyInfo & { status: Status })[]> {
   const have = new Map((await hsm.listKeys()).map((k) => [`${k.label}/${k.version}`, k]));
   const rows: (KeyInfo & { status: Status })[] = [];
   const kek = demoKek();
@@ -141,27 +101,27 @@ export async function initKeys(hsm: Hsm, keySet: KeySet, recordKeys: boolean): P
 
   const present = have.get(`${DEMO_KEK.label}/${DEMO_KEK.version}`);
   if (present) {
-    if (present.kcv !== kekKcv) throw new KeySetError(`${DEMO_KEK.label} v${DEMO_KEK.version} in the HSM has KCV ${present.kcv}, not the fixture KEK's ${kekKcv}`);
+    if (present.kcv !== kekKcv) throw new HsmKeySetError(`${DEMO_KEK.label} v${DEMO_KEK.version} in the HSM has KCV ${present.kcv}, not the fixture KEK's ${kekKcv}`);
     rows.push({ ...present, status: 'present' });
   } else {
     const versions = [...have.values()].filter((k) => k.label === TRANSPORT_LABEL).map((k) => k.version);
     const transport = { label: TRANSPORT_LABEL, version: versions.length ? Math.max(...versions) + 1 : 1 };
     const { publicKeyDer } = await hsm.generateRsaKeyPair(transport, 2048, ['wrap']);
     const info = await hsm.importKey(DEMO_KEK, 'AES-128', ['wrap'], rsaOaepWrap(publicKeyDer, kek), transport);
-    if (info.kcv !== kekKcv) throw new KeySetError(`the HSM reports KCV ${info.kcv} for the imported KEK, expected ${kekKcv}`);
+    if (info.kcv !== kekKcv) throw new HsmKeySetError(`the HSM reports KCV ${info.kcv} for the imported KEK, expected ${kekKcv}`);
     rows.push({ ...info, status: 'imported' });
   }
 
   for (const m of keySet.masterKeys) {
-    const expected = m.kcv.toUpperCase();
+    const expected = m.kcv;
     const p = have.get(`${m.label}/${m.version}`);
     if (p) {
-      if (p.kcv !== expected) throw new KeySetError(`'${m.label}' v${m.version} is already in the HSM with KCV ${p.kcv}, the key set's has ${expected}: refusing to continue`);
+      if (p.kcv !== expected) throw new HsmKeySetError(`'${m.label}' v${m.version} is already in the HSM with KCV ${p.kcv}, the key set's has ${expected}: refusing to continue`);
       rows.push({ ...p, status: 'present' });
       continue;
     }
-    const info = await hsm.importKey({ label: m.label, version: m.version }, m.keyType, ['derive'], aesKeyWrap(kek, Buffer.from(m.key!, 'hex')), DEMO_KEK);
-    if (info.kcv !== expected) throw new KeySetError(`the HSM reports KCV ${info.kcv} for '${m.label}' v${m.version}, the key set says ${expected}`);
+    const info = await hsm.importKey({ label: m.label, version: m.version }, m.keyType, ['derive'], aesKeyWrap(kek, m.key), DEMO_KEK);
+    if (info.kcv !== expected) throw new HsmKeySetError(`the HSM reports KCV ${info.kcv} for '${m.label}' v${m.version}, the key set says ${expected}`);
     rows.push({ ...info, status: 'imported' });
   }
 
@@ -176,11 +136,11 @@ export async function initKeys(hsm: Hsm, keySet: KeySet, recordKeys: boolean): P
 }
 
 /** Derive every card and PSAM key of the key set inside the HSM and compare KCVs with the file. */
-export async function checkDerivations(hsm: Hsm, keySet: KeySet): Promise<{ what: string; ok: boolean; got: string; expected: string }[]> {
+export async function checkDerivations(hsm: Hsm, keySet: IssuerKeySet): Promise<{ what: string; ok: boolean; got: string; expected: string }[]> {
   const out: { what: string; ok: boolean; got: string; expected: string }[] = [];
-  for (const d of [...(keySet.cards ?? []), ...(keySet.psams ?? [])]) {
+  for (const d of [...keySet.cards, ...keySet.psams]) {
     const id = d.cardId ?? d.psamId;
-    const master = keySet.masterKeys.find((m) => m.usage === d.usage && m.alg === d.alg && m.version === d.keyVersion);
+    const master = findMaster(keySet, d.usage, d.alg, d.keyVersion);
     if (!id || !master) continue;
     const got = (await hsm.keyCheckValue({ master: { label: master.label, version: master.version }, cardId: cardIdToBcd(id) })).toString('hex').toUpperCase();
     const expected = d.kcv.toUpperCase();

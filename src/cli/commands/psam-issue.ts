@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
 import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
-import { loadIssuerKeySet } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { PSAM_AID } from '../../crypto/purse-apdu.ts';
 import { keyCheckValue } from '../../crypto/kcv.ts';
 import { suiteFor } from '../../crypto/suites.ts';

@@ -12,12 +12,11 @@ import * as M from '../../../src/crypto/purse-mac.ts';
 import { SimulatedCard, cardFromImage, cardToImage, type CardImage, type SimulatedCardOptions } from '../../../card-applet-sim/index.ts';
 import {
   issuePurseCard,
-  loadIssuerKeySet,
   loadPurseProfile,
-  type IssuerKeySet,
   type PurseProfile,
 } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { PurseApplet } from '../../../card-applet-sim/applets/purse/purse-applet.ts';
+import { loadIssuerKeySet, type IssuerKeySet } from '../../../src/crypto/key-set.ts';
 
 export { A, M };
 export const AID = A.IEP_AID;

@@ -9,14 +9,8 @@ import { cardIssueCommand } from '../../../src/cli/commands/card-issue.ts';
 import { commands } from '../../../src/cli/commands/index.ts';
 import type { CliIo } from '../../../src/cli/command.ts';
 import { loadCardImage, saveCardImage } from '../../../card-applet-sim/index.ts';
-import {
-  KeySetError,
-  ProfileError,
-  buildPurseInstallParams,
-  issuePurseCard,
-  parseIssuerKeySet,
-  parsePurseProfile,
-} from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { ProfileError, buildPurseInstallParams, issuePurseCard, parsePurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { KeySetError, parseIssuerKeySet } from '../../../src/crypto/key-set.ts';
 import { AmountError, formatAmount, maskCardId, parseAmount } from '../../../src/terminal/amount.ts';
 import {
   PURSE_INSTALL_PARAMS_LAYOUT,
