@@ -19,43 +19,61 @@ abstract class Cell implements UndoableCell {
   abstract restore(saved: unknown, offset: number): void;
   abstract exportValue(): StoredValue;
   abstract importValue(v: StoredValue): string | undefined;
-}
 
-/** A persistent integer (any safe integer; applets enforce their own ranges). */
-export class PersistentNumber extends Cell {
-  readonly kind = 'number';
-  private v: number;
-  constructor(name: string, initial: number) {
-    super(name);
-    checkInt(name, initial);
-    this.v = initial;
-  }
-  get(): number {
-    return this.v;
-  }
-  get value(): number {
-    return this.v;
-  }
-  /** One persistent write. */
-  set(v: number): void {
-    checkInt(this.name, v);
+  /**
+   * One atomic persistent write: `apply` changes the value. Once installed, the write is guarded (power
+   * loss) and, in a transaction, first recorded for undo with `saved()` (what `restore(saved, offset)` takes).
+   */
+  protected persist(offset: number, saved: () => unknown, apply: () => void): void {
     const m = this.mem;
     if (m === null) {
-      this.v = v;
+      apply();
       return;
     }
     m.guard();
-    if (m.inTransaction) m.record(this, this.v, 0);
-    this.v = v;
+    if (m.inTransaction) m.record(this, saved(), offset);
+    apply();
     m.written();
+  }
+}
+
+/** A persistent number or flag: `set` replaces the value in one persistent write. */
+abstract class ScalarCell<T> extends Cell {
+  protected v: T;
+  constructor(name: string, initial: T) {
+    super(name);
+    this.check(initial);
+    this.v = initial;
+  }
+  protected check(_v: T): void {}
+  get(): T {
+    return this.v;
+  }
+  get value(): T {
+    return this.v;
+  }
+  /** One persistent write. */
+  set(v: T): void {
+    this.check(v);
+    this.persist(0, () => this.v, () => {
+      this.v = v;
+    });
+  }
+  restore(saved: unknown): void {
+    this.v = saved as T;
+  }
+}
+
+/** A persistent integer (any safe integer; applets enforce their own ranges). */
+export class PersistentNumber extends ScalarCell<number> {
+  readonly kind = 'number';
+  protected override check(v: number): void {
+    checkInt(this.name, v);
   }
   /** set(get() + delta), one persistent write; returns the new value. */
   add(delta: number): number {
     this.set(this.v + delta);
     return this.v;
-  }
-  restore(saved: unknown): void {
-    this.v = saved as number;
   }
   exportValue(): StoredValue {
     return { n: this.v };
@@ -68,34 +86,8 @@ export class PersistentNumber extends Cell {
 }
 
 /** A persistent boolean. */
-export class PersistentFlag extends Cell {
+export class PersistentFlag extends ScalarCell<boolean> {
   readonly kind = 'flag';
-  private v: boolean;
-  constructor(name: string, initial: boolean) {
-    super(name);
-    this.v = initial;
-  }
-  get(): boolean {
-    return this.v;
-  }
-  get value(): boolean {
-    return this.v;
-  }
-  /** One persistent write. */
-  set(v: boolean): void {
-    const m = this.mem;
-    if (m === null) {
-      this.v = v;
-      return;
-    }
-    m.guard();
-    if (m.inTransaction) m.record(this, this.v, 0);
-    this.v = v;
-    m.written();
-  }
-  restore(saved: unknown): void {
-    this.v = saved as boolean;
-  }
   exportValue(): StoredValue {
     return { f: this.v };
   }
@@ -146,15 +138,9 @@ export class PersistentBytes extends Cell {
       throw new RangeError(`persistent bytes '${this.name}': ${value.length} bytes exceed its maximum of ${this.maxLength}`);
     }
     const next = Buffer.from(value);
-    const m = this.mem;
-    if (m === null) {
+    this.persist(-1, () => this.buf, () => {
       this.buf = next;
-      return;
-    }
-    m.guard();
-    if (m.inTransaction) m.record(this, this.buf, -1);
-    this.buf = next;
-    m.written();
+    });
   }
   /** Copy `length` bytes of `src` (from srcOffset) to `offset`: one atomic persistent write. */
   write(offset: number, src: Uint8Array, srcOffset = 0, length = src.length - srcOffset): void {
@@ -162,13 +148,9 @@ export class PersistentBytes extends Cell {
       || offset + length > this.buf.length || srcOffset + length > src.length) {
       throw new RangeError(`persistent bytes '${this.name}': write of ${length} byte(s) at ${offset} does not fit its ${this.buf.length} bytes`);
     }
-    const m = this.mem;
-    if (m !== null) {
-      m.guard();
-      if (m.inTransaction) m.record(this, Buffer.from(this.buf.subarray(offset, offset + length)), offset);
-    }
-    this.buf.set(src.subarray(srcOffset, srcOffset + length), offset);
-    if (m !== null) m.written();
+    this.persist(offset, () => Buffer.from(this.buf.subarray(offset, offset + length)), () => {
+      this.buf.set(src.subarray(srcOffset, srcOffset + length), offset);
+    });
   }
   /** Fill a range with one byte value: one atomic persistent write. */
   fill(value: number, offset = 0, length = this.buf.length - offset): void {
