@@ -144,6 +144,11 @@ export const emulateCommand: CliCommand = {
     }
 
     const sig = await signal;
+    // Further Ctrl-C while the images are written must not kill us half-way (the writes are atomic
+    // anyway, but the newest state would be lost).
+    const ignore = () => io.err('emulate: already shutting down (saving the card images)');
+    process.on('SIGINT', ignore);
+    process.on('SIGTERM', ignore);
     if (!quiet) io.out(`emulate: ${sig}: removing the cards and saving the images`);
     await Promise.all(slots.map((s) => s.connector?.stop()));
     let failed = 0;
@@ -157,6 +162,8 @@ export const emulateCommand: CliCommand = {
         io.err(`emulate: could not save ${slot.file}: ${e instanceof PurselabError ? e.message : (e as Error).message}`);
       }
     }
+    process.off('SIGINT', ignore);
+    process.off('SIGTERM', ignore);
     return failed ? 1 : 0;
   },
 };
