@@ -161,7 +161,7 @@ export const transportBench: BenchSuite = {
           say(`  measured difference: the route saves ${fmt(diff)} ms per APDU (${fmt(stalled.floor.medianMs / withRoute.floor.medianMs)}x faster)`);
           result.quickackSavesMs = Number(diff.toFixed(3));
         } else {
-          say(`  not root: cannot measure with the route here (docs/pcsc-and-vpcd.md has this machine's figures: ~0.27 ms with it)`);
+          say(`  not root: cannot measure with the route here (docs/pcsc-and-vpcd.md: 0.15-0.3 ms per APDU with it on the reference machine)`);
           const r = stalled.emulator.medianMs / stalled.floor.medianMs;
           say(`  emulator cost (stalled path, dominated by the stall): ${r.toFixed(2)}x the floor`);
           result.emulatorVsFloor = Number(r.toFixed(3));
