@@ -8,6 +8,7 @@ export type TransportErrorCode =
   | 'NO_CARD'
   | 'CARD_REMOVED' // card pulled out (or reader unplugged) during or between commands
   | 'READER_REMOVED'
+  | 'READER_BUSY' // another application holds the reader exclusively (SCARD_E_SHARING_VIOLATION)
   | 'TIMEOUT'
   | 'CHANNEL_CLOSED'
   | 'PROTOCOL'; // the card answered something the ISO exchange cannot follow

@@ -75,7 +75,7 @@ export function mapPcscError(err: unknown, op: string, reader: string): Transpor
     case SCARD.E_INVALID_HANDLE:
       return mk('CHANNEL_CLOSED', `the connection to '${reader}' is no longer valid (pcscd restarted?) during ${op}`);
     case SCARD.E_SHARING_VIOLATION:
-      return mk('PROTOCOL', `reader '${reader}' is in exclusive use by another application${hex}`);
+      return mk('READER_BUSY', `reader '${reader}' is in exclusive use by another application${hex}`);
     case SCARD.W_RESET_CARD:
       return mk('PROTOCOL', `the card in '${reader}' was reset by another application; reset() or reopen the channel${hex}`);
     case SCARD.W_UNRESPONSIVE_CARD:

@@ -167,6 +167,7 @@ describeRig('PC/SC rig: pcsclite -> pcscd -> vpcd -> emulator', rig, () => {
     expect(ex.shareMode).toBe('exclusive');
     const err = (await openPcscChannel(slots[1]!.reader).catch((e) => e)) as TransportError;
     expect(err).toBeInstanceOf(TransportError);
+    expect(err.code).toBe('READER_BUSY');
     expect(err.message).toMatch(/exclusive use/);
     await ex.close();
     const s1 = track(await openPcscChannel(slots[1]!.reader));
