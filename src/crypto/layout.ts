@@ -25,10 +25,13 @@ export interface FieldSpec {
   readonly value?: number;
 }
 
-export interface Layout {
+/** A layout; `D` (its field definitions, as written) gives the record type, LayoutValues<Layout<D>>. */
+export interface Layout<D extends readonly FieldDef[] = readonly FieldDef[]> {
   readonly name: string;
   readonly fields: readonly FieldSpec[];
   readonly length: number;
+  /** Type only (never set): the definitions the layout was made from. */
+  readonly defs?: D;
 }
 
 const FIXED: Partial<Record<FieldKind, number>> = { u8: 1, u16: 2, u32: 4, u48: 6, id16: 8, currency: 2, date: 4, time: 3, const: 1 };
@@ -36,7 +39,16 @@ const FIXED: Partial<Record<FieldKind, number>> = { u8: 1, u16: 2, u32: 4, u48: 
 /** A field: [name, kind, label, doc] or [name, 'bytes', label, doc, length] or [name, 'const', label, doc, value]. */
 export type FieldDef = readonly [string, FieldKind, string, string, number?];
 
-export function layout(name: string, defs: readonly FieldDef[]): Layout {
+/** What a field holds in a record: digit strings (id16, date, time), a Buffer (bytes), else a number. */
+type KindValue<K extends FieldKind> = K extends 'id16' | 'date' | 'time' ? string : K extends 'bytes' ? Buffer : number;
+
+/** The record a layout encodes and decodes: one property per field but the const ones. */
+export type LayoutValues<L extends Layout<readonly FieldDef[]>> =
+  L extends Layout<infer D>
+    ? { -readonly [F in D[number] as F[1] extends 'const' ? never : F[0]]: KindValue<F[1]> }
+    : never;
+
+export function layout<const D extends readonly FieldDef[]>(name: string, defs: D): Layout<D> {
   const fields: FieldSpec[] = defs.map(([fname, kind, label, doc, extra]) => {
     if (kind === 'bytes') {
       if (extra === undefined) throw new Error(`layout ${name}: bytes field ${fname} needs a length`);
@@ -163,6 +175,14 @@ export function decodeLayout<T>(l: Layout, bytes: Uint8Array): T {
     off += f.length;
   }
   return out as T;
+}
+
+/** The record of layout `l` taken from `src`, which may hold more properties: one property per non-const field, in layout order. */
+export function layoutFields<L extends Layout>(l: L, src: LayoutValues<L>): LayoutValues<L> {
+  const v = src as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const f of l.fields) if (f.kind !== 'const') out[f.name] = v[f.name];
+  return out as LayoutValues<L>;
 }
 
 const KIND_DOC: Record<FieldKind, string> = {

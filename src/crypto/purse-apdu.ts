@@ -2,7 +2,7 @@
 // command/response data records. The single definition shared by the applets (card-applet-sim) and
 // the host protocols (src/terminal). Specification: docs/purse-applet.md, docs/psam-applet.md.
 
-import { decodeLayout, encodeLayout, layout, type Layout } from './layout.ts';
+import { decodeLayout, encodeLayout, layout, type Layout, type LayoutValues } from './layout.ts';
 import { BATCH_RECORD_LAYOUT, TOTALS_ENTRY_LAYOUT, type BatchRecord, type TotalsEntry } from './purse-mac.ts';
 import { CryptoError } from './errors.ts';
 
@@ -164,7 +164,7 @@ export const PSAM_STATUS_WORDS = pick(['6982', '6985', '6A84', '9401', '9402', '
 // ---------------------------------------------------------------------------------------------
 // IEP records
 
-export const STARTUP_LAYOUT: Layout = layout('startup', [
+export const STARTUP_LAYOUT = layout('startup', [
   ['alg', 'u8', 'ALG', 'algorithm id (0x01 3DES, 0x02 AES)'],
   ['keyVersion', 'u8', 'KVER', 'purchase key version'],
   ['cardId', 'id16', 'CID', 'card id (BIN = purse provider, purse number = IEP id)'],
@@ -177,22 +177,11 @@ export const STARTUP_LAYOUT: Layout = layout('startup', [
   ['status', 'u8', 'STATUS', '00 active, 01 blocked'],
 ]);
 
-export interface StartupData {
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  expiry: string;
-  balance: number;
-  currency: number;
-  exponent: number;
-  authMode: number;
-  counter: number;
-  status: number;
-}
+export type StartupData = LayoutValues<typeof STARTUP_LAYOUT>;
 
 export const PurseStatus = { ACTIVE: 0x00, BLOCKED: 0x01 } as const;
 
-export const PURSE_DATA_LAYOUT: Layout = layout('purseData', [
+export const PURSE_DATA_LAYOUT = layout('purseData', [
   ['cardId', 'id16', 'CID', 'card id'],
   ['alg', 'u8', 'ALG', 'algorithm id'],
   ['status', 'u8', 'STATUS', '00 active, 01 blocked'],
@@ -215,30 +204,9 @@ export const PURSE_DATA_LAYOUT: Layout = layout('purseData', [
   ['lastLoadAmount', 'u32', 'LASTLAMT', 'amount of that credit'],
 ]);
 
-export interface PurseData {
-  cardId: string;
-  alg: number;
-  status: number;
-  authMode: number;
-  expiry: string;
-  currency: number;
-  exponent: number;
-  balance: number;
-  maxBalance: number;
-  counter: number;
-  purchaseKeyVersion: number;
-  loadKeyVersion: number;
-  updateKeyVersion: number;
-  pointsProgramme: number;
-  pointsBalance: number;
-  pointsMax: number;
-  pinTriesLeft: number;
-  lastLoadTxnId: Buffer;
-  lastLoadCounter: number;
-  lastLoadAmount: number;
-}
+export type PurseData = LayoutValues<typeof PURSE_DATA_LAYOUT>;
 
-export const DEBIT_COMMAND_LAYOUT: Layout = layout('debitCommand', [
+export const DEBIT_COMMAND_LAYOUT = layout('debitCommand', [
   ['psamId', 'id16', 'PSAMID', 'PSAM identifier'],
   ['psamTxn', 'u32', 'PSAMTXN', 'PSAM transaction number'],
   ['amount', 'u32', 'AMT', 'amount (0 for authentication)'],
@@ -250,33 +218,18 @@ export const DEBIT_COMMAND_LAYOUT: Layout = layout('debitCommand', [
   ['s2', 'bytes', 'S2', 'PSAM signature S2', 8],
 ]);
 
-export interface DebitCommand {
-  psamId: string;
-  psamTxn: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  date: string;
-  time: string;
-  location: Buffer;
-  s2: Buffer;
-}
+export type DebitCommand = LayoutValues<typeof DEBIT_COMMAND_LAYOUT>;
 
-export const DEBIT_RESPONSE_LAYOUT: Layout = layout('debitResponse', [
+export const DEBIT_RESPONSE_LAYOUT = layout('debitResponse', [
   ['newCounter', 'u32', 'NEWCTR', 'counter after the debit'],
   ['newBalance', 'u32', 'NEWBAL', 'balance after the debit (not MACed)'],
   ['cvr', 'u8', 'CVR', 'AUTHMODE at the debit'],
   ['s3', 'bytes', 'S3', 'card signature S3', 8],
 ]);
 
-export interface DebitResponse {
-  newCounter: number;
-  newBalance: number;
-  cvr: number;
-  s3: Buffer;
-}
+export type DebitResponse = LayoutValues<typeof DEBIT_RESPONSE_LAYOUT>;
 
-export const INIT_LOAD_COMMAND_LAYOUT: Layout = layout('initLoadCommand', [
+export const INIT_LOAD_COMMAND_LAYOUT = layout('initLoadCommand', [
   ['amount', 'u32', 'AMT', 'load amount (0 with P2 = 01)'],
   ['currency', 'currency', 'CUR', 'currency (points: programme)'],
   ['exponent', 'u8', 'EXP', 'exponent'],
@@ -285,16 +238,9 @@ export const INIT_LOAD_COMMAND_LAYOUT: Layout = layout('initLoadCommand', [
   ['loadTxnId', 'bytes', 'LTXID', 'load transaction id / issuer challenge', 8],
 ]);
 
-export interface InitLoadCommand {
-  amount: number;
-  currency: number;
-  exponent: number;
-  date: string;
-  time: string;
-  loadTxnId: Buffer;
-}
+export type InitLoadCommand = LayoutValues<typeof INIT_LOAD_COMMAND_LAYOUT>;
 
-export const INIT_LOAD_RESPONSE_LAYOUT: Layout = layout('initLoadResponse', [
+export const INIT_LOAD_RESPONSE_LAYOUT = layout('initLoadResponse', [
   ['cardId', 'id16', 'CID', 'card id'],
   ['alg', 'u8', 'ALG', 'algorithm id'],
   ['keyVersion', 'u8', 'KVER', 'load key version'],
@@ -311,44 +257,22 @@ export const INIT_LOAD_RESPONSE_LAYOUT: Layout = layout('initLoadResponse', [
   ['s1', 'bytes', 'S1', 'card signature S1', 8],
 ]);
 
-export interface InitLoadResponse {
-  cardId: string;
-  alg: number;
-  keyVersion: number;
-  counter: number;
-  balance: number;
-  maxBalance: number;
-  currency: number;
-  exponent: number;
-  expiry: string;
-  cardChallenge: Buffer;
-  lastLoadTxnId: Buffer;
-  lastLoadCounter: number;
-  lastLoadAmount: number;
-  s1: Buffer;
-}
+export type InitLoadResponse = LayoutValues<typeof INIT_LOAD_RESPONSE_LAYOUT>;
 
-export const CREDIT_COMMAND_LAYOUT: Layout = layout('creditCommand', [['s2', 'bytes', 'S2', 'issuer signature S2', 8]]);
+export const CREDIT_COMMAND_LAYOUT = layout('creditCommand', [['s2', 'bytes', 'S2', 'issuer signature S2', 8]]);
 
-export interface CreditCommand {
-  s2: Buffer;
-}
+export type CreditCommand = LayoutValues<typeof CREDIT_COMMAND_LAYOUT>;
 
-export const CREDIT_RESPONSE_LAYOUT: Layout = layout('creditResponse', [
+export const CREDIT_RESPONSE_LAYOUT = layout('creditResponse', [
   ['result', 'u8', 'RESULT', '00 credited, 01 S2 invalid, 02 max balance, 03 expired, 04 blocked'],
   ['newCounter', 'u32', 'NEWCTR', 'counter after CREDIT'],
   ['newBalance', 'u32', 'NEWBAL', 'balance after CREDIT'],
   ['s3', 'bytes', 'S3', 'card signature S3', 8],
 ]);
 
-export interface CreditResponse {
-  result: number;
-  newCounter: number;
-  newBalance: number;
-  s3: Buffer;
-}
+export type CreditResponse = LayoutValues<typeof CREDIT_RESPONSE_LAYOUT>;
 
-export const UPDATE_COMMAND_LAYOUT: Layout = layout('updateCommand', [
+export const UPDATE_COMMAND_LAYOUT = layout('updateCommand', [
   ['flags', 'u8', 'FLAGS', 'what to change'],
   ['maxBalance', 'u32', 'MAXBAL', 'new maximum balance'],
   ['expiry', 'date', 'EXPIRY', 'new expiry'],
@@ -357,19 +281,12 @@ export const UPDATE_COMMAND_LAYOUT: Layout = layout('updateCommand', [
   ['mac', 'bytes', 'MAC', 'update MAC', 8],
 ]);
 
-export interface UpdateCommand {
-  flags: number;
-  maxBalance: number;
-  expiry: string;
-  currency: number;
-  exponent: number;
-  mac: Buffer;
-}
+export type UpdateCommand = LayoutValues<typeof UPDATE_COMMAND_LAYOUT>;
 
 // ---------------------------------------------------------------------------------------------
 // PSAM records
 
-export const PSAM_DATA_LAYOUT: Layout = layout('psamData', [
+export const PSAM_DATA_LAYOUT = layout('psamData', [
   ['psamId', 'id16', 'PSAMID', 'PSAM identifier (16 digits)'],
   ['alg', 'u8', 'ALG', 'algorithm id of the PSAM batch and admin keys'],
   ['batchKeyVersion', 'u8', 'KVER_B', 'batch key version'],
@@ -383,32 +300,17 @@ export const PSAM_DATA_LAYOUT: Layout = layout('psamData', [
   ['pending', 'u16', 'PENDING', 'unconfirmed (status 02) records in the open batch'],
 ]);
 
-export interface PsamData {
-  psamId: string;
-  alg: number;
-  batchKeyVersion: number;
-  adminKeyVersion: number;
-  nextTxn: number;
-  batchNumber: number;
-  recordCount: number;
-  capacity: number;
-  closedBatchNumber: number;
-  closedRecordCount: number;
-  pending: number;
-}
+export type PsamData = LayoutValues<typeof PSAM_DATA_LAYOUT>;
 
 /** Purchase parameters appended to the card's start-up data in PSAM INITIALIZE PURCHASE. */
-export const PURGE_COMMAND_LAYOUT: Layout = layout('purgeCommand', [
+export const PURGE_COMMAND_LAYOUT = layout('purgeCommand', [
   ['batchNumber', 'u32', 'BATCHNO', 'the closed batch being acknowledged'],
   ['mac', 'bytes', 'MAC', 'admin MAC (INS 3A) over BATCHNO', 8],
 ]);
 
-export interface PurgeCommand {
-  batchNumber: number;
-  mac: Buffer;
-}
+export type PurgeCommand = LayoutValues<typeof PURGE_COMMAND_LAYOUT>;
 
-export const PURCHASE_PARAMS_LAYOUT: Layout = layout('purchaseParams', [
+export const PURCHASE_PARAMS_LAYOUT = layout('purchaseParams', [
   ['txType', 'u8', 'TXTYPE', '01 purchase, 02 authentication, 03 points debit'],
   ['amount', 'u32', 'AMT', 'amount'],
   ['currency', 'currency', 'CUR', 'currency / 0999 / programme'],
@@ -418,31 +320,18 @@ export const PURCHASE_PARAMS_LAYOUT: Layout = layout('purchaseParams', [
   ['location', 'bytes', 'LOC', 'location', 8],
 ]);
 
-export interface PurchaseParams {
-  txType: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  date: string;
-  time: string;
-  location: Buffer;
-}
+export type PurchaseParams = LayoutValues<typeof PURCHASE_PARAMS_LAYOUT>;
 
-export const VERIFY_S3_COMMAND_LAYOUT: Layout = layout('verifyS3Command', [
+export const VERIFY_S3_COMMAND_LAYOUT = layout('verifyS3Command', [
   ['psamTxn', 'u32', 'PSAMTXN', 'which transaction'],
   ['newCounter', 'u32', 'NEWCTR', 'from the card DEBIT response'],
   ['cvr', 'u8', 'CVR', 'from the card DEBIT response'],
   ['s3', 'bytes', 'S3', 'from the card DEBIT response', 8],
 ]);
 
-export interface VerifyS3Command {
-  psamTxn: number;
-  newCounter: number;
-  cvr: number;
-  s3: Buffer;
-}
+export type VerifyS3Command = LayoutValues<typeof VERIFY_S3_COMMAND_LAYOUT>;
 
-export const DEBIT_RESULT_LAYOUT: Layout = layout('debitResult', [
+export const DEBIT_RESULT_LAYOUT = layout('debitResult', [
   ['psamId', 'id16', 'PSAMID', 'PSAM identifier'],
   ['psamTxn', 'u32', 'PSAMTXN', 'PSAM transaction number'],
   ['cardId', 'id16', 'CID', 'card id'],
@@ -454,19 +343,9 @@ export const DEBIT_RESULT_LAYOUT: Layout = layout('debitResult', [
   ['status', 'u8', 'STATUS', '01 confirmed'],
 ]);
 
-export interface DebitResult {
-  psamId: string;
-  psamTxn: number;
-  cardId: string;
-  newCounter: number;
-  txType: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  status: number;
-}
+export type DebitResult = LayoutValues<typeof DEBIT_RESULT_LAYOUT>;
 
-export const BATCH_SUMMARY_HEADER_LAYOUT: Layout = layout('batchSummaryHeader', [
+export const BATCH_SUMMARY_HEADER_LAYOUT = layout('batchSummaryHeader', [
   ['psamId', 'id16', 'PSAMID', 'PSAM identifier'],
   ['batchNumber', 'u32', 'BATCHNO', 'the batch just closed'],
   ['recordCount', 'u16', 'NREC', 'records in it'],
@@ -481,7 +360,7 @@ export interface BatchSummary {
   mac: Buffer;
 }
 
-export const CURRENCY_ENTRY_LAYOUT: Layout = layout('currencyEntry', [
+export const CURRENCY_ENTRY_LAYOUT = layout('currencyEntry', [
   ['currency', 'currency', 'CUR', 'currency or points programme'],
   ['exponent', 'u8', 'EXP', 'exponent'],
 ]);
@@ -489,26 +368,25 @@ export const CURRENCY_ENTRY_LAYOUT: Layout = layout('currencyEntry', [
 // ---------------------------------------------------------------------------------------------
 // Codecs
 
-const codec =
-  <T>(l: Layout) =>
-  [(v: T): Buffer => encodeLayout(l, v as object), (b: Uint8Array): T => decodeLayout<T>(l, b)] as const;
+const codec = <L extends Layout>(l: L) =>
+  [(v: LayoutValues<L>): Buffer => encodeLayout(l, v), (b: Uint8Array): LayoutValues<L> => decodeLayout<LayoutValues<L>>(l, b)] as const;
 
-export const [encodeStartupData, decodeStartupData] = codec<StartupData>(STARTUP_LAYOUT);
-export const [encodePurseData, decodePurseData] = codec<PurseData>(PURSE_DATA_LAYOUT);
-export const [encodeDebitCommand, decodeDebitCommand] = codec<DebitCommand>(DEBIT_COMMAND_LAYOUT);
-export const [encodeDebitResponse, decodeDebitResponse] = codec<DebitResponse>(DEBIT_RESPONSE_LAYOUT);
-export const [encodeInitLoadCommand, decodeInitLoadCommand] = codec<InitLoadCommand>(INIT_LOAD_COMMAND_LAYOUT);
-export const [encodeInitLoadResponse, decodeInitLoadResponse] = codec<InitLoadResponse>(INIT_LOAD_RESPONSE_LAYOUT);
-export const [encodeCreditCommand, decodeCreditCommand] = codec<CreditCommand>(CREDIT_COMMAND_LAYOUT);
-export const [encodeCreditResponse, decodeCreditResponse] = codec<CreditResponse>(CREDIT_RESPONSE_LAYOUT);
-export const [encodeUpdateCommand, decodeUpdateCommand] = codec<UpdateCommand>(UPDATE_COMMAND_LAYOUT);
-export const [encodePsamData, decodePsamData] = codec<PsamData>(PSAM_DATA_LAYOUT);
-export const [encodePurchaseParams, decodePurchaseParams] = codec<PurchaseParams>(PURCHASE_PARAMS_LAYOUT);
-export const [encodeVerifyS3Command, decodeVerifyS3Command] = codec<VerifyS3Command>(VERIFY_S3_COMMAND_LAYOUT);
-export const [encodeDebitResult, decodeDebitResult] = codec<DebitResult>(DEBIT_RESULT_LAYOUT);
-export const [encodeBatchRecord, decodeBatchRecord] = codec<BatchRecord>(BATCH_RECORD_LAYOUT);
-export const [encodeTotalsEntry, decodeTotalsEntry] = codec<TotalsEntry>(TOTALS_ENTRY_LAYOUT);
-export const [encodePurgeCommand, decodePurgeCommand] = codec<PurgeCommand>(PURGE_COMMAND_LAYOUT);
+export const [encodeStartupData, decodeStartupData] = codec(STARTUP_LAYOUT);
+export const [encodePurseData, decodePurseData] = codec(PURSE_DATA_LAYOUT);
+export const [encodeDebitCommand, decodeDebitCommand] = codec(DEBIT_COMMAND_LAYOUT);
+export const [encodeDebitResponse, decodeDebitResponse] = codec(DEBIT_RESPONSE_LAYOUT);
+export const [encodeInitLoadCommand, decodeInitLoadCommand] = codec(INIT_LOAD_COMMAND_LAYOUT);
+export const [encodeInitLoadResponse, decodeInitLoadResponse] = codec(INIT_LOAD_RESPONSE_LAYOUT);
+export const [encodeCreditCommand, decodeCreditCommand] = codec(CREDIT_COMMAND_LAYOUT);
+export const [encodeCreditResponse, decodeCreditResponse] = codec(CREDIT_RESPONSE_LAYOUT);
+export const [encodeUpdateCommand, decodeUpdateCommand] = codec(UPDATE_COMMAND_LAYOUT);
+export const [encodePsamData, decodePsamData] = codec(PSAM_DATA_LAYOUT);
+export const [encodePurchaseParams, decodePurchaseParams] = codec(PURCHASE_PARAMS_LAYOUT);
+export const [encodeVerifyS3Command, decodeVerifyS3Command] = codec(VERIFY_S3_COMMAND_LAYOUT);
+export const [encodeDebitResult, decodeDebitResult] = codec(DEBIT_RESULT_LAYOUT);
+export const [encodeBatchRecord, decodeBatchRecord] = codec(BATCH_RECORD_LAYOUT);
+export const [encodeTotalsEntry, decodeTotalsEntry] = codec(TOTALS_ENTRY_LAYOUT);
+export const [encodePurgeCommand, decodePurgeCommand] = codec(PURGE_COMMAND_LAYOUT);
 
 /** PSAM INITIALIZE PURCHASE data: the card's start-up data (27 bytes, verbatim) || purchase parameters (23 bytes). */
 export function encodePsamInitPurchase(startup: StartupData | Uint8Array, params: PurchaseParams): Buffer {

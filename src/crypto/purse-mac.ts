@@ -10,7 +10,7 @@
 import { cardIdToBcd, type CardIdInput } from './bcd.ts';
 import { diversifyCardKey } from './diversify.ts';
 import { CryptoError } from './errors.ts';
-import { encodeLayout, layout, type Layout } from './layout.ts';
+import { encodeLayout, layout, layoutFields, type Layout, type LayoutValues } from './layout.ts';
 import { suiteFor, suiteMac, suiteVerify } from './suites.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ const common = {
   time: ['time', 'time', 'TIME', 'transaction time'],
 } as const;
 
-export const PURCHASE_S2_LAYOUT: Layout = layout('purchaseS2', [
+export const PURCHASE_S2_LAYOUT = layout('purchaseS2', [
   ['tag', 'const', 'TAG', 'purchase S2', MacTag.PURCHASE_S2],
   ['txType', 'u8', 'TXTYPE', '01 purchase, 02 authentication, 03 points debit (= DEBIT P1)'],
   common.alg,
@@ -121,7 +121,7 @@ export const PURCHASE_S2_LAYOUT: Layout = layout('purchaseS2', [
   ['location', 'bytes', 'LOC', 'merchant/terminal location, opaque', 8],
 ]);
 
-export const PURCHASE_S3_LAYOUT: Layout = layout('purchaseS3', [
+export const PURCHASE_S3_LAYOUT = layout('purchaseS3', [
   ['tag', 'const', 'TAG', 'purchase S3 (also the early-release expected S3)', MacTag.PURCHASE_S3],
   ['txType', 'u8', 'TXTYPE', 'as in S2'],
   common.alg,
@@ -137,7 +137,7 @@ export const PURCHASE_S3_LAYOUT: Layout = layout('purchaseS3', [
   ['cvr', 'u8', 'CVR', 'AUTHMODE byte of the card at the debit (PIN required / verified)'],
 ]);
 
-export const LOAD_S1_LAYOUT: Layout = layout('loadS1', [
+export const LOAD_S1_LAYOUT = layout('loadS1', [
   ['tag', 'const', 'TAG', 'load S1', MacTag.LOAD_S1],
   ['loadType', 'u8', 'LTYPE', '01 load, 02 points load, 81 / 82 zero-value enquiry'],
   common.alg,
@@ -159,7 +159,7 @@ export const LOAD_S1_LAYOUT: Layout = layout('loadS1', [
   ['lastLoadAmount', 'u32', 'LASTLAMT', 'amount of that credit (0 if none)'],
 ]);
 
-export const LOAD_S2_LAYOUT: Layout = layout('loadS2', [
+export const LOAD_S2_LAYOUT = layout('loadS2', [
   ['tag', 'const', 'TAG', 'load S2 (issuer -> card)', MacTag.LOAD_S2],
   ['loadType', 'u8', 'LTYPE', '01 load, 02 points load (an enquiry has no S2)'],
   common.alg,
@@ -175,7 +175,7 @@ export const LOAD_S2_LAYOUT: Layout = layout('loadS2', [
   ['cardChallenge', 'bytes', 'CRND', 'from S1: binds S2 to this one load session', 8],
 ]);
 
-export const LOAD_S3_LAYOUT: Layout = layout('loadS3', [
+export const LOAD_S3_LAYOUT = layout('loadS3', [
   ['tag', 'const', 'TAG', 'load S3 (card -> issuer)', MacTag.LOAD_S3],
   ['loadType', 'u8', 'LTYPE', 'as in S2'],
   common.alg,
@@ -191,7 +191,7 @@ export const LOAD_S3_LAYOUT: Layout = layout('loadS3', [
   ['cardChallenge', 'bytes', 'CRND', 'as in S2', 8],
 ]);
 
-export const UPDATE_PARAMETERS_LAYOUT: Layout = layout('updateParameters', [
+export const UPDATE_PARAMETERS_LAYOUT = layout('updateParameters', [
   ['tag', 'const', 'TAG', 'UPDATE PARAMETERS', MacTag.UPDATE_PARAMETERS],
   common.alg,
   ['keyVersion', 'u8', 'KVER', 'update key version'],
@@ -205,7 +205,7 @@ export const UPDATE_PARAMETERS_LAYOUT: Layout = layout('updateParameters', [
   ['exponent', 'u8', 'EXP', 'new exponent (ignored unless flag 04)'],
 ]);
 
-export const BATCH_HEADER_LAYOUT: Layout = layout('batchHeader', [
+export const BATCH_HEADER_LAYOUT = layout('batchHeader', [
   ['tag', 'const', 'TAG', 'PSAM batch MAC', MacTag.BATCH],
   ['alg', 'u8', 'ALG', 'algorithm id of the PSAM batch key'],
   ['keyVersion', 'u8', 'KVER', 'batch key version'],
@@ -215,7 +215,7 @@ export const BATCH_HEADER_LAYOUT: Layout = layout('batchHeader', [
 ]);
 
 /** One transaction-log record of the PSAM (READ BATCH RECORD returns exactly these bytes). */
-export const BATCH_RECORD_LAYOUT: Layout = layout('batchRecord', [
+export const BATCH_RECORD_LAYOUT = layout('batchRecord', [
   ['psamTxn', 'u32', 'PSAMTXN', 'PSAM transaction number'],
   ['txType', 'u8', 'TXTYPE', '01 purchase, 02 authentication, 03 points debit'],
   ['status', 'u8', 'STATUS', '01 confirmed (S3 verified by the PSAM), 02 S2 issued, S3 not verified'],
@@ -233,7 +233,7 @@ export const BATCH_RECORD_LAYOUT: Layout = layout('batchRecord', [
 ]);
 
 /** One totals entry: per (TXTYPE, CUR, EXP), sorted ascending by those three. */
-export const TOTALS_ENTRY_LAYOUT: Layout = layout('totalsEntry', [
+export const TOTALS_ENTRY_LAYOUT = layout('totalsEntry', [
   ['txType', 'u8', 'TXTYPE', 'transaction type'],
   ['currency', 'currency', 'CUR', 'currency / programme'],
   ['exponent', 'u8', 'EXP', 'exponent'],
@@ -243,7 +243,7 @@ export const TOTALS_ENTRY_LAYOUT: Layout = layout('totalsEntry', [
   ['unconfirmedSum', 'u48', 'USUM', 'sum of unconfirmed amounts'],
 ]);
 
-export const PSAM_ADMIN_HEADER_LAYOUT: Layout = layout('psamAdminHeader', [
+export const PSAM_ADMIN_HEADER_LAYOUT = layout('psamAdminHeader', [
   ['tag', 'const', 'TAG', 'PSAM management command', MacTag.PSAM_ADMIN],
   ['alg', 'u8', 'ALG', 'algorithm id of the PSAM admin key'],
   ['keyVersion', 'u8', 'KVER', 'admin key version'],
@@ -257,146 +257,29 @@ export const PSAM_ADMIN_HEADER_LAYOUT: Layout = layout('psamAdminHeader', [
 // ---------------------------------------------------------------------------------------------
 // Typed fields
 
-export interface PurchaseS2Fields {
-  txType: number;
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  counter: number;
-  psamId: string;
-  psamTxn: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  date: string;
-  time: string;
-  location: Buffer;
-}
+export type PurchaseS2Fields = LayoutValues<typeof PURCHASE_S2_LAYOUT>;
 
-export interface PurchaseS3Fields {
-  txType: number;
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  newCounter: number;
-  psamId: string;
-  psamTxn: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  result: number;
-  cvr: number;
-}
+export type PurchaseS3Fields = LayoutValues<typeof PURCHASE_S3_LAYOUT>;
 
-export interface LoadS1Fields {
-  loadType: number;
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  counter: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  balance: number;
-  maxBalance: number;
-  expiry: string;
-  date: string;
-  time: string;
-  loadTxnId: Buffer;
-  cardChallenge: Buffer;
-  lastLoadTxnId: Buffer;
-  lastLoadCounter: number;
-  lastLoadAmount: number;
-}
+export type LoadS1Fields = LayoutValues<typeof LOAD_S1_LAYOUT>;
 
-export interface LoadS2Fields {
-  loadType: number;
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  counter: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  date: string;
-  time: string;
-  loadTxnId: Buffer;
-  cardChallenge: Buffer;
-}
+export type LoadS2Fields = LayoutValues<typeof LOAD_S2_LAYOUT>;
 
-export interface LoadS3Fields {
-  loadType: number;
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  result: number;
-  newCounter: number;
-  amount: number;
-  newBalance: number;
-  currency: number;
-  exponent: number;
-  loadTxnId: Buffer;
-  cardChallenge: Buffer;
-}
+export type LoadS3Fields = LayoutValues<typeof LOAD_S3_LAYOUT>;
 
-export interface UpdateParametersFields {
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  counter: number;
-  challenge: Buffer;
-  flags: number;
-  maxBalance: number;
-  expiry: string;
-  currency: number;
-  exponent: number;
-}
+export type UpdateParametersFields = LayoutValues<typeof UPDATE_PARAMETERS_LAYOUT>;
 
-export interface BatchRecord {
-  psamTxn: number;
-  txType: number;
-  status: number;
-  alg: number;
-  keyVersion: number;
-  cardId: string;
-  newCounter: number;
-  amount: number;
-  currency: number;
-  exponent: number;
-  date: string;
-  time: string;
-  location: Buffer;
-  s3: Buffer;
-}
+export type BatchRecord = LayoutValues<typeof BATCH_RECORD_LAYOUT>;
 
-export interface TotalsEntry {
-  txType: number;
-  currency: number;
-  exponent: number;
-  count: number;
-  sum: number;
-  unconfirmedCount: number;
-  unconfirmedSum: number;
-}
+export type TotalsEntry = LayoutValues<typeof TOTALS_ENTRY_LAYOUT>;
 
-export interface BatchHeader {
-  alg: number;
-  keyVersion: number;
-  psamId: string;
-  batchNumber: number;
-}
+/** The batch MAC header fields but NREC, which batchMacInput counts from the records. */
+export type BatchHeader = Omit<LayoutValues<typeof BATCH_HEADER_LAYOUT>, 'recordCount'>;
 
-export interface PsamAdminFields {
-  alg: number;
-  keyVersion: number;
-  psamId: string;
-  challenge: Buffer;
-  ins: number;
-  p1: number;
-  p2: number;
+export type PsamAdminFields = LayoutValues<typeof PSAM_ADMIN_HEADER_LAYOUT> & {
   /** The command data without the trailing MAC. */
   data: Buffer;
-}
+};
 
 export const BatchRecordStatus = { CONFIRMED: 0x01, UNCONFIRMED: 0x02 } as const;
 
@@ -411,15 +294,17 @@ function checkAlg(alg: number, what: string): void {
   }
 }
 
-export function purchaseS2Input(f: PurchaseS2Fields): Buffer {
-  checkAlg(f.alg, 'purchaseS2');
-  return encodeLayout(PURCHASE_S2_LAYOUT, f);
-}
+/** The MAC input of a layout's fields: the suite (alg) is checked, then the fields are encoded. */
+const macInput =
+  <L extends Layout>(l: L) =>
+  (f: LayoutValues<L> & { alg: number }): Buffer => {
+    checkAlg(f.alg, l.name);
+    return encodeLayout(l, f);
+  };
 
-export function purchaseS3Input(f: PurchaseS3Fields): Buffer {
-  checkAlg(f.alg, 'purchaseS3');
-  return encodeLayout(PURCHASE_S3_LAYOUT, f);
-}
+export const purchaseS2Input = macInput(PURCHASE_S2_LAYOUT);
+
+export const purchaseS3Input = macInput(PURCHASE_S3_LAYOUT);
 
 /**
  * The S3 a card will produce for a genuine debit of exactly the S2 transaction: what the PSAM
@@ -428,77 +313,26 @@ export function purchaseS3Input(f: PurchaseS3Fields): Buffer {
  */
 export function expectedPurchaseS3Fields(s2: PurchaseS2Fields, cvr: number): PurchaseS3Fields {
   if (s2.counter >= 0xffffffff) throw new CryptoError('CRYPTO_FIELD', 'purchaseS3.newCounter: the card counter is exhausted');
-  return {
-    txType: s2.txType,
-    alg: s2.alg,
-    keyVersion: s2.keyVersion,
-    cardId: s2.cardId,
-    newCounter: s2.counter + 1,
-    psamId: s2.psamId,
-    psamTxn: s2.psamTxn,
-    amount: s2.amount,
-    currency: s2.currency,
-    exponent: s2.exponent,
-    result: PurchaseResult.DEBITED,
-    cvr,
-  };
+  return layoutFields(PURCHASE_S3_LAYOUT, { ...s2, newCounter: s2.counter + 1, result: PurchaseResult.DEBITED, cvr });
 }
 
-export function loadS1Input(f: LoadS1Fields): Buffer {
-  checkAlg(f.alg, 'loadS1');
-  return encodeLayout(LOAD_S1_LAYOUT, f);
-}
+export const loadS1Input = macInput(LOAD_S1_LAYOUT);
 
-export function loadS2Input(f: LoadS2Fields): Buffer {
-  checkAlg(f.alg, 'loadS2');
-  return encodeLayout(LOAD_S2_LAYOUT, f);
-}
+export const loadS2Input = macInput(LOAD_S2_LAYOUT);
 
 /** The S2 fields that answer an S1 (issuer side), straight from the S1 fields. */
 export function loadS2FieldsFromS1(s1: LoadS1Fields): LoadS2Fields {
-  return {
-    loadType: s1.loadType,
-    alg: s1.alg,
-    keyVersion: s1.keyVersion,
-    cardId: s1.cardId,
-    counter: s1.counter,
-    amount: s1.amount,
-    currency: s1.currency,
-    exponent: s1.exponent,
-    date: s1.date,
-    time: s1.time,
-    loadTxnId: s1.loadTxnId,
-    cardChallenge: s1.cardChallenge,
-  };
+  return layoutFields(LOAD_S2_LAYOUT, s1);
 }
 
-export function loadS3Input(f: LoadS3Fields): Buffer {
-  checkAlg(f.alg, 'loadS3');
-  return encodeLayout(LOAD_S3_LAYOUT, f);
-}
+export const loadS3Input = macInput(LOAD_S3_LAYOUT);
 
 /** The S3 fields the card produces for a CREDIT FOR LOAD of the session `s2`, given its outcome. */
 export function loadS3FieldsFor(s2: LoadS2Fields, result: number, newCounter: number, newBalance: number): LoadS3Fields {
-  return {
-    loadType: s2.loadType,
-    alg: s2.alg,
-    keyVersion: s2.keyVersion,
-    cardId: s2.cardId,
-    result,
-    newCounter,
-    amount: s2.amount,
-    newBalance,
-    currency: s2.currency,
-    exponent: s2.exponent,
-    loadTxnId: s2.loadTxnId,
-    cardChallenge: s2.cardChallenge,
-  };
+  return layoutFields(LOAD_S3_LAYOUT, { ...s2, result, newCounter, newBalance });
 }
 
-export function updateParametersInput(f: UpdateParametersFields): Buffer {
-  checkAlg(f.alg, 'updateParameters');
-  return encodeLayout(UPDATE_PARAMETERS_LAYOUT, f);
-}
+export const updateParametersInput = macInput(UPDATE_PARAMETERS_LAYOUT);
 
 export function batchRecordBytes(r: BatchRecord): Buffer {
   return encodeLayout(BATCH_RECORD_LAYOUT, r);
@@ -540,20 +374,7 @@ export function computeTotals(records: readonly BatchRecord[]): TotalsEntry[] {
  * The S3 fields of a logged purchase: what VERIFY S3 checks the card's S3 against (`cvr` from the card's DEBIT response).
  */
 export function purchaseS3FieldsForRecord(r: BatchRecord, psamId: string, cvr: number): PurchaseS3Fields {
-  return {
-    txType: r.txType,
-    alg: r.alg,
-    keyVersion: r.keyVersion,
-    cardId: r.cardId,
-    newCounter: r.newCounter,
-    psamId,
-    psamTxn: r.psamTxn,
-    amount: r.amount,
-    currency: r.currency,
-    exponent: r.exponent,
-    result: PurchaseResult.DEBITED,
-    cvr,
-  };
+  return layoutFields(PURCHASE_S3_LAYOUT, { ...r, psamId, result: PurchaseResult.DEBITED, cvr });
 }
 
 /**
@@ -600,25 +421,24 @@ export function purseMacVerify(alg: number, key: Uint8Array, input: Uint8Array, 
   return suiteVerify(alg, key, input, mac);
 }
 
-export const purchaseS2 = (key: Uint8Array, f: PurchaseS2Fields): Buffer => purseMac(f.alg, key, purchaseS2Input(f));
-export const verifyPurchaseS2 = (key: Uint8Array, f: PurchaseS2Fields, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, purchaseS2Input(f), mac);
-export const purchaseS3 = (key: Uint8Array, f: PurchaseS3Fields): Buffer => purseMac(f.alg, key, purchaseS3Input(f));
-export const verifyPurchaseS3 = (key: Uint8Array, f: PurchaseS3Fields, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, purchaseS3Input(f), mac);
-export const loadS1 = (key: Uint8Array, f: LoadS1Fields): Buffer => purseMac(f.alg, key, loadS1Input(f));
-export const verifyLoadS1 = (key: Uint8Array, f: LoadS1Fields, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, loadS1Input(f), mac);
-export const loadS2 = (key: Uint8Array, f: LoadS2Fields): Buffer => purseMac(f.alg, key, loadS2Input(f));
-export const verifyLoadS2 = (key: Uint8Array, f: LoadS2Fields, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, loadS2Input(f), mac);
-export const loadS3 = (key: Uint8Array, f: LoadS3Fields): Buffer => purseMac(f.alg, key, loadS3Input(f));
-export const verifyLoadS3 = (key: Uint8Array, f: LoadS3Fields, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, loadS3Input(f), mac);
-export const updateParametersMac = (key: Uint8Array, f: UpdateParametersFields): Buffer => purseMac(f.alg, key, updateParametersInput(f));
-export const verifyUpdateParametersMac = (key: Uint8Array, f: UpdateParametersFields, mac: Uint8Array): boolean =>
-  purseMacVerify(f.alg, key, updateParametersInput(f), mac);
+/** The MAC of a kind and its constant-time check, over the kind's MAC input, with the suite of `f.alg`. */
+const macPair = <F extends { alg: number }>(input: (f: F) => Buffer) =>
+  [
+    (key: Uint8Array, f: F): Buffer => purseMac(f.alg, key, input(f)),
+    (key: Uint8Array, f: F, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, input(f), mac),
+  ] as const;
+
+export const [purchaseS2, verifyPurchaseS2] = macPair(purchaseS2Input);
+export const [purchaseS3, verifyPurchaseS3] = macPair(purchaseS3Input);
+export const [loadS1, verifyLoadS1] = macPair(loadS1Input);
+export const [loadS2, verifyLoadS2] = macPair(loadS2Input);
+export const [loadS3, verifyLoadS3] = macPair(loadS3Input);
+export const [updateParametersMac, verifyUpdateParametersMac] = macPair(updateParametersInput);
+export const [psamAdminMac, verifyPsamAdminMac] = macPair(psamAdminInput);
 export const batchMac = (key: Uint8Array, h: BatchHeader, records: readonly BatchRecord[], totals?: readonly TotalsEntry[]): Buffer =>
   purseMac(h.alg, key, batchMacInput(h, records, totals));
 export const verifyBatchMac = (key: Uint8Array, h: BatchHeader, records: readonly BatchRecord[], totals: readonly TotalsEntry[] | undefined, mac: Uint8Array): boolean =>
   purseMacVerify(h.alg, key, batchMacInput(h, records, totals), mac);
-export const psamAdminMac = (key: Uint8Array, f: PsamAdminFields): Buffer => purseMac(f.alg, key, psamAdminInput(f));
-export const verifyPsamAdminMac = (key: Uint8Array, f: PsamAdminFields, mac: Uint8Array): boolean => purseMacVerify(f.alg, key, psamAdminInput(f), mac);
 
 /** Which key each MAC uses (for the HSM bridge and the docs). */
 export const MAC_KEY_USAGE: Readonly<Record<string, PurseKeyUsage>> = {
