@@ -1,5 +1,6 @@
 // The shape of one CLI subcommand, and the small helpers every subcommand shares.
 
+import { existsSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PurselabError } from '../errors.ts';
 
@@ -34,6 +35,33 @@ export function parseCommandArgs<O extends Options>(args: string[], options: O) 
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0] ?? 'bad arguments');
   }
+}
+
+/** `unexpected argument 'X'` (and the hint in brackets, if given) when there are positional arguments. */
+export function refusePositionals(positionals: readonly string[], hint?: string): void {
+  if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'${hint ? ` (${hint})` : ''}`);
+}
+
+/**
+ * The value of a required string option; `FLAG is required` (and the hint in brackets, if given) when it is
+ * missing or empty. `flag` is how the message names it, e.g. '--reader NAME'.
+ */
+export function requireOption(value: string | undefined, flag: string, hint?: string): string {
+  if (!value) throw new UsageError(`${flag} is required${hint ? ` (${hint})` : ''}`);
+  return value;
+}
+
+/** The card protocol of `--protocol T=0|T=1` (default T=1) for the commands that write a card image. */
+export function protocolOption(value: string | undefined): 'T=0' | 'T=1' {
+  const protocol = value ?? 'T=1';
+  if (protocol !== 'T=0' && protocol !== 'T=1') throw new UsageError(`--protocol must be T=0 or T=1, got '${protocol}'`);
+  return protocol;
+}
+
+/** An output file that may be written: it does not exist yet, or `--force` was given. */
+export function outputFile(path: string, force: boolean | undefined): string {
+  if (existsSync(path) && !force) throw new UsageError(`${path} already exists (use --force to overwrite it)`);
+  return path;
 }
 
 /** Print either JSON (for machines) or lines (for people). */

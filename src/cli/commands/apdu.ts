@@ -8,7 +8,7 @@ import { parseScript, ScriptSyntaxError } from '../../apdu/script.ts';
 import { describeSw, lookupSw } from '../../apdu/status-words.ts';
 import { PurselabError } from '../../errors.ts';
 import { openChannel } from '../../transport/open.ts';
-import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { emit, parseCommandArgs, requireOption, UsageError, type CliCommand } from '../command.ts';
 
 interface Outgoing {
   readonly bytes: Buffer;
@@ -106,13 +106,13 @@ export const apduCommand: CliCommand = {
       timeout: { type: 'string' },
       json: { type: 'boolean', default: false },
     });
-    if (!values.reader) throw new UsageError('--reader NAME is required (purselab readers lists them)');
+    const reader = requireOption(values.reader, '--reader NAME', 'purselab readers lists them');
     const timeoutMs = parseTimeout(values.timeout);
     const apdus = await collect(positionals, values.file);
     if (!apdus.length) throw new UsageError('no APDUs to send: give them as arguments, with --file F, or "-" for stdin');
     const json = values.json === true;
     const exchanges: { command: string; response: string; data: string; sw: string; meaning: string }[] = [];
-    const channel = await openChannel(values.reader, timeoutMs !== undefined ? { timeoutMs } : {});
+    const channel = await openChannel(reader, timeoutMs !== undefined ? { timeoutMs } : {});
     try {
       for (const a of apdus) {
         const opts = timeoutMs !== undefined ? { timeoutMs } : {};

@@ -6,7 +6,7 @@ import { toHex } from '../../apdu/hex.ts';
 import { currencyName, formatAmount, maskCardId, showAmount } from '../../terminal/amount.ts';
 import { readPurse } from '../../terminal/purse.ts';
 import { openChannel } from '../../transport/open.ts';
-import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { emit, parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
 
 const ALG_NAMES: Record<number, string> = { 1: '3DES', 2: 'AES' };
 const date = (d: string) => `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}`;
@@ -32,9 +32,8 @@ export const cardInfoCommand: CliCommand = {
   ].join('\n'),
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, { reader: { type: 'string' }, json: { type: 'boolean', default: false } });
-    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (see purselab card info --help)`);
-    if (!values.reader) throw new UsageError('--reader NAME is required (a PC/SC reader, or emu:PATH; purselab readers lists them)');
-    const channel = await openChannel(values.reader);
+    refusePositionals(positionals, 'see purselab card info --help');
+    const channel = await openChannel(requireOption(values.reader, '--reader NAME', 'a PC/SC reader, or emu:PATH; purselab readers lists them'));
     let p;
     try {
       p = await readPurse(channel);

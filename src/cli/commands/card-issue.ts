@@ -3,7 +3,6 @@
 // atomically. The card keys are diversified here from the issuer masters; keys, PINs and the full card number
 // are never printed.
 
-import { existsSync } from 'node:fs';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
 import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { REFERENCE_AID } from '../../../card-applet-sim/applets/reference/reference-applet.ts';
@@ -13,7 +12,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { suiteFor } from '../../crypto/suites.ts';
 import { toHex } from '../../apdu/hex.ts';
 import { AmountError, formatAmount, maskCardId, parseAmount } from '../../terminal/amount.ts';
-import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { emit, outputFile, parseCommandArgs, protocolOption, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
 
 const HELP = [
   'Usage: purselab card issue --profile PROFILE.json --keys KEYSET.json --out CARD.img [options]',
@@ -61,19 +60,18 @@ export const cardIssueCommand: CliCommand = {
       force: { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (see purselab card issue --help)`);
-    for (const opt of ['profile', 'keys', 'out'] as const) {
-      if (!values[opt]) throw new UsageError(`--${opt} is required (see purselab card issue --help)`);
-    }
-    const out = values.out!;
-    const protocol = values.protocol ?? 'T=1';
-    if (protocol !== 'T=0' && protocol !== 'T=1') throw new UsageError(`--protocol must be T=0 or T=1, got '${protocol}'`);
+    const see = 'see purselab card issue --help';
+    refusePositionals(positionals, see);
+    const profilePath = requireOption(values.profile, '--profile', see);
+    const keysPath = requireOption(values.keys, '--keys', see);
+    const outPath = requireOption(values.out, '--out', see);
+    const protocol = protocolOption(values.protocol);
     const purseNumber = values['purse-number'];
     if (purseNumber !== undefined && !/^[0-9]{10}$/.test(purseNumber)) throw new UsageError(`--purse-number must be exactly 10 digits, got '${purseNumber}'`);
-    if (existsSync(out) && !values.force) throw new UsageError(`${out} already exists (use --force to overwrite it)`);
+    const out = outputFile(outPath, values.force);
 
-    const profile = loadPurseProfile(values.profile!);
-    const keys = loadIssuerKeySet(values.keys!);
+    const profile = loadPurseProfile(profilePath);
+    const keys = loadIssuerKeySet(keysPath);
     let balance: number | undefined;
     if (values.balance !== undefined) {
       try {

@@ -18,7 +18,7 @@ import { cardIdToBcd, keyCheckValue, suiteFor } from '../../crypto/index.ts';
 import { findMaster, loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
 import { PurselabError } from '../../errors.ts';
 import { maskCardId } from '../../terminal/amount.ts';
-import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { emit, parseCommandArgs, refusePositionals, type CliCommand } from '../command.ts';
 import { BACKEND_HELP, BACKEND_OPTIONS, configFromArgs, withHsm } from './hsm.ts';
 
 export const DEFAULT_KEY_SET = fileURLToPath(new URL('../../../fixtures/keys/demo-issuer.json', import.meta.url));
@@ -74,7 +74,7 @@ export const hsmInitCommand: CliCommand = {
       keys: { type: 'string' },
       'no-record-keys': { type: 'boolean', default: false },
     });
-    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+    refusePositionals(positionals);
     const keySet = loadIssuerKeySet(values.keys ?? DEFAULT_KEY_SET, { complete: true });
     const config = configFromArgs(values, { create: true });
     return withHsm(config, async (hsm, what) => {

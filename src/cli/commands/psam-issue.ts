@@ -2,7 +2,6 @@
 // from a PSAM profile (fixtures/profiles/psam-*.json) and an issuer/acquirer key set, and writes its card image
 // atomically. Keys are never printed: only key versions and check values.
 
-import { existsSync } from 'node:fs';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
 import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
@@ -10,7 +9,7 @@ import { PSAM_AID } from '../../crypto/purse-apdu.ts';
 import { keyCheckValue } from '../../crypto/kcv.ts';
 import { suiteFor } from '../../crypto/suites.ts';
 import { toHex } from '../../apdu/hex.ts';
-import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { emit, outputFile, parseCommandArgs, protocolOption, refusePositionals, requireOption, type CliCommand } from '../command.ts';
 
 export const psamIssueCommand: CliCommand = {
   name: 'psam issue',
@@ -45,15 +44,16 @@ export const psamIssueCommand: CliCommand = {
       force: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (see purselab psam issue --help)`);
-    for (const opt of ['profile', 'keys', 'out'] as const) if (!values[opt]) throw new UsageError(`--${opt} is required (see purselab psam issue --help)`);
-    const protocol = values.protocol ?? 'T=1';
-    if (protocol !== 'T=0' && protocol !== 'T=1') throw new UsageError(`--protocol must be T=0 or T=1, got '${protocol}'`);
-    const out = values.out!;
-    if (existsSync(out) && !values.force) throw new UsageError(`${out} already exists (use --force to overwrite it)`);
+    const see = 'see purselab psam issue --help';
+    refusePositionals(positionals, see);
+    const profilePath = requireOption(values.profile, '--profile', see);
+    const keysPath = requireOption(values.keys, '--keys', see);
+    const outPath = requireOption(values.out, '--out', see);
+    const protocol = protocolOption(values.protocol);
+    const out = outputFile(outPath, values.force);
 
-    const profile = loadPsamProfile(values.profile!);
-    const keys = loadIssuerKeySet(values.keys!);
+    const profile = loadPsamProfile(profilePath);
+    const keys = loadIssuerKeySet(keysPath);
     const { card, personalization: p } = issuePsamCard(profile, keys, { card: { protocol } });
     saveCardImage(card, out);
 

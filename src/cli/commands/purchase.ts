@@ -7,7 +7,7 @@ import { purchase, PurchaseError, type PurchaseKind, type PurchaseResult, type P
 import { readPurse } from '../../terminal/purse.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openChannel } from '../../transport/open.ts';
-import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
+import { emit, parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
 
 function resultJson(r: PurchaseResult) {
   return {
@@ -70,10 +70,10 @@ export const purchaseCommand: CliCommand = {
       location: { type: 'string' },
       json: { type: 'boolean', default: false },
     });
-    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (see purselab purchase --help)`);
-    if (!values.card) throw new UsageError('--card READER is required (purselab readers lists them; emu:PATH for a card image)');
-    if (!values.psam) throw new UsageError('--psam READER is required');
-    if (values.card === values.psam) throw new UsageError('--card and --psam must be two different readers');
+    refusePositionals(positionals, 'see purselab purchase --help');
+    const cardReader = requireOption(values.card, '--card READER', 'purselab readers lists them; emu:PATH for a card image');
+    const psamReader = requireOption(values.psam, '--psam READER');
+    if (cardReader === psamReader) throw new UsageError('--card and --psam must be two different readers');
     const variant = (values.variant ?? 'standard') as PurchaseVariant;
     if (variant !== 'standard' && variant !== 'early-release') throw new UsageError(`--variant must be standard or early-release, got '${values.variant}'`);
     if (values.authenticate && values.points) throw new UsageError('--authenticate and --points do not mix');
@@ -86,8 +86,8 @@ export const purchaseCommand: CliCommand = {
     let card: CardChannel | undefined;
     let psam: CardChannel | undefined;
     try {
-      card = await openChannel(values.card);
-      psam = await openChannel(values.psam);
+      card = await openChannel(cardReader);
+      psam = await openChannel(psamReader);
       // The card's currency exponent decides how "4.20" is read.
       const info = await readPurse(card);
       const exponent = kind === 'points' ? 0 : info.exponent;

@@ -5,7 +5,7 @@ import { swHex } from '../../apdu/response.ts';
 import { describeStep, parseScript } from '../../apdu/script.ts';
 import { runScript, type StepResult } from '../../terminal/script-runner.ts';
 import { openChannel } from '../../transport/open.ts';
-import { parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.ts';
+import { parseCommandArgs, requireOption, UsageError, type CliCommand, type CliIo } from '../command.ts';
 import { formatExchange, parseTimeout, readInputFile } from './apdu.ts';
 
 function printStep(io: CliIo, r: StepResult, source: string): void {
@@ -46,12 +46,12 @@ export const scriptCommand: CliCommand = {
       json: { type: 'boolean', default: false },
     });
     if (positionals.length !== 1) throw new UsageError('give exactly one script FILE');
-    if (!values.reader) throw new UsageError('--reader NAME is required (purselab readers lists them)');
+    const reader = requireOption(values.reader, '--reader NAME', 'purselab readers lists them');
     const timeoutMs = parseTimeout(values.timeout);
     const file = positionals[0]!;
     const script = parseScript(await readInputFile(file), file);
     const json = values.json === true;
-    const channel = await openChannel(values.reader, timeoutMs !== undefined ? { timeoutMs } : {});
+    const channel = await openChannel(reader, timeoutMs !== undefined ? { timeoutMs } : {});
     let result;
     try {
       result = await runScript(script, channel, {
