@@ -13,7 +13,7 @@ import {
   appletTypes,
   defaultAtr,
 } from '../../../card-applet-sim/index.ts';
-import { AID, EchoApplet, ProbeApplet, REF, REF_HEX, hex, referenceCard, selectedReferenceCard, swOf } from './helpers.ts';
+import { AID, EchoApplet, ProbeApplet, REF, REF_HEX, hex, probeCard, referenceCard, selectedReferenceCard, swOf } from './helpers.ts';
 
 appletTypes.registerClass(EchoApplet);
 appletTypes.registerClass(ProbeApplet);
@@ -316,15 +316,6 @@ describe('ISO errors from the card OS', () => {
 });
 
 describe('applet exceptions and responses', () => {
-  function probeCard(fn: ProbeApplet['onProcess']) {
-    const card = new SimulatedCard();
-    const p = new ProbeApplet();
-    p.onProcess = fn;
-    card.install(AID, p);
-    card.select(AID);
-    return { card, p };
-  }
-
   it('IsoException gives its SW and discards data set before it', () => {
     const { card } = probeCard((a) => {
       a.send(hex('0102'));

@@ -47,6 +47,16 @@ export class ProbeApplet extends Applet {
   }
 }
 
+/** A card with a ProbeApplet (answering with `fn`) installed at AID and selected. */
+export function probeCard(fn: ProbeApplet['onProcess'] = () => undefined): { card: SimulatedCard; p: ProbeApplet } {
+  const card = new SimulatedCard();
+  const p = new ProbeApplet();
+  p.onProcess = fn;
+  card.install(AID, p);
+  card.select(AID);
+  return { card, p };
+}
+
 export function referenceCard(options: SimulatedCardOptions = {}): SimulatedCard {
   const card = new SimulatedCard({ serial: Buffer.alloc(8, 0x11), ...options });
   card.install(REFERENCE_AID, 'reference');

@@ -15,16 +15,7 @@ import {
   cardFromImage,
   cardToImage,
 } from '../../../card-applet-sim/index.ts';
-import { AID, ProbeApplet, REF, hex, readCounter, selectedReferenceCard } from './helpers.ts';
-
-function probe(fn: ProbeApplet['onProcess'] = () => undefined) {
-  const card = new SimulatedCard();
-  const p = new ProbeApplet();
-  p.onProcess = fn;
-  card.install(AID, p);
-  card.select(AID);
-  return { card, p };
-}
+import { AID, ProbeApplet, REF, probeCard, hex, readCounter, selectedReferenceCard } from './helpers.ts';
 
 describe('persistent store', () => {
   it('typed fields with defaults, validation and names', () => {
@@ -88,7 +79,7 @@ describe('persistent store', () => {
 
 describe('transactions', () => {
   it('commit keeps, abort restores every kind of write in reverse order; reads see new values inside', () => {
-    const { card, p } = probe();
+    const { card, p } = probeCard();
     const sys = p.system;
     p.blob.set(hex('0001020304050607'));
     sys.beginTransaction();
@@ -122,7 +113,7 @@ describe('transactions', () => {
   });
 
   it('atomically commits on return and aborts on throw', () => {
-    const { p } = probe();
+    const { p } = probeCard();
     expect(p.system.atomically(() => (p.value.set(5), 'ok'))).toBe('ok');
     expect(() =>
       p.system.atomically(() => {
@@ -135,7 +126,7 @@ describe('transactions', () => {
   });
 
   it('a transaction left open at the end of a command is aborted and logged (JC behaviour)', () => {
-    const { card, p } = probe((a, self) => {
+    const { card, p } = probeCard((a, self) => {
       self.system.beginTransaction();
       self.value.set(99);
       if (a.p1 === 1) throw new Error('after write');
@@ -197,7 +188,7 @@ describe('transient memory', () => {
   });
 
   it('power loss clears transient memory too', () => {
-    const { card, p } = probe((_a, self) => {
+    const { card, p } = probeCard((_a, self) => {
       self.value.set(1);
     });
     p.onReset.fill(9);
@@ -208,7 +199,7 @@ describe('transient memory', () => {
   });
 
   it('transient writes are not persistent writes', () => {
-    const { card, p } = probe((_a, self) => {
+    const { card, p } = probeCard((_a, self) => {
       self.onDeselect.fill(7);
       self.numReset.value++;
     });
@@ -221,7 +212,7 @@ describe('transient memory', () => {
 
 describe('power-loss switch', () => {
   it('the k-th write completes, then power is cut: later writes never happen, the card is off', () => {
-    const { card, p } = probe((_a, self) => {
+    const { card, p } = probeCard((_a, self) => {
       self.value.set(1);
       self.flag.set(true);
       self.blob.write(0, hex('AA'));
@@ -246,13 +237,13 @@ describe('power-loss switch', () => {
       });
     };
     for (const [k, expected] of [[1, 0], [2, 0], [3, 1]] as const) {
-      const { card, p } = probe(body);
+      const { card, p } = probeCard(body);
       card.armPowerLoss(k);
       expect(card.transmit(hex('80100000'))).toHaveLength(0);
       card.powerOn();
       expect([p.value.get(), p.blob.byteAt(0)], `k=${k}`).toEqual([expected, expected]);
     }
-    const { card, p } = probe(body);
+    const { card, p } = probeCard(body);
     card.armPowerLoss(4);
     expect(card.transmitHex('80100000')).toBe('9000');
     expect(p.value.get()).toBe(1);
@@ -262,7 +253,7 @@ describe('power-loss switch', () => {
   });
 
   it('stays armed across commands and fires in a later one', () => {
-    const { card, p } = probe((_a, self) => void self.value.add(1));
+    const { card, p } = probeCard((_a, self) => void self.value.add(1));
     card.armPowerLoss(3);
     expect(card.transmitHex('80100000')).toBe('9000');
     expect(card.transmitHex('80100000')).toBe('9000');
@@ -271,7 +262,7 @@ describe('power-loss switch', () => {
   });
 
   it('an applet that swallows the signal cannot write any more', () => {
-    const { card, p } = probe((_a, self) => {
+    const { card, p } = probeCard((_a, self) => {
       try {
         self.value.set(1);
       } catch (e) {

@@ -3,6 +3,7 @@
 // made with src/crypto/purse-mac.ts where a test plays the card; the issuer on the HSM bridge's software backend.
 
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import { command } from '../../../src/apdu/command.ts';
 import * as A from '../../../src/crypto/purse-apdu.ts';
 import * as M from '../../../src/crypto/purse-mac.ts';
@@ -211,6 +212,28 @@ export async function demoIssuer(): Promise<{ issuer: LoadIssuer; hsm: SoftwareH
     await hsm.importKey({ label: m.label, version: m.version }, m.alg === 1 ? 'DES3-2KEY' : 'AES-128', ['derive'], aesKeyWrap(kek, m.key), kekRef);
   }
   return { issuer: issuerFromPaymentOps(paymentOps(hsm)), hsm };
+}
+
+/**
+ * The demo issuer for the tests of the enclosing describe (or file): opened in beforeAll, closed in afterAll.
+ * The LoadIssuer returned passes every call on to it.
+ */
+export function useDemoIssuer(): LoadIssuer {
+  let d: { issuer: LoadIssuer; hsm: SoftwareHsm } | undefined;
+  beforeAll(async () => {
+    d = await demoIssuer();
+  });
+  afterAll(async () => d?.hsm.close());
+  const current = (): LoadIssuer => {
+    if (!d) throw new Error('useDemoIssuer: the issuer is opened in beforeAll; use it inside a test');
+    return d.issuer;
+  };
+  return {
+    verifyS1: (fields, s1) => current().verifyS1(fields, s1),
+    generateS2: (fields) => current().generateS2(fields),
+    verifyS3: (fields, s3) => current().verifyS3(fields, s3),
+    verifyEnquiryS1: (fields, s1, pending) => current().verifyEnquiryS1(fields, s1, pending),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

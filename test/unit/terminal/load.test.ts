@@ -1,7 +1,7 @@
 // Full loads: the purse applet through EmulatorChannel, the issuer on the HSM bridge's payment operations
 // (software backend with the TEST masters). Card side of src/terminal: initializeForLoad, creditForLoad,
 // requestZeroValueLoad; runLoad and recoverLoad around them.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { LoadResult, LoadType } from '../../../src/crypto/purse-mac.ts';
 import {
@@ -12,19 +12,11 @@ import {
   recoverLoad,
   requestZeroValueLoad,
   runLoad,
-  type LoadIssuer,
   type LoadRequest,
 } from '../../../src/terminal/index.ts';
-import { A, CARD_PROFILES, EUR, PROGRAMME, TamperChannel, cardState, demoIssuer, newCard } from '../psam/helpers.ts';
+import { A, CARD_PROFILES, EUR, PROGRAMME, TamperChannel, cardState, newCard, useDemoIssuer } from '../psam/helpers.ts';
 
-let issuer: LoadIssuer;
-let close: () => Promise<void>;
-beforeAll(async () => {
-  const d = await demoIssuer();
-  issuer = d.issuer;
-  close = () => d.hsm.close();
-});
-afterAll(async () => close());
+const issuer = useDemoIssuer();
 
 const req = (amount: number, extra: Partial<LoadRequest> = {}): LoadRequest => ({ amount, currency: EUR, exponent: 2, date: '20260116', time: '091500', loadTxnId: randomBytes(8), ...extra });
 

@@ -3,7 +3,7 @@
 // untorn). After each reboot: the card's balance and counter are consistent, value is conserved against the
 // PSAM log (card balance decrease == PSAM-logged amount, or neither) and the host can tell what happened
 // (PurchaseError.cardDebited + resolvePurchase; recoverLoad for loads).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { BatchRecordStatus } from '../../../src/crypto/purse-mac.ts';
 import { EmulatorChannel } from '../../../src/transport/emulator-channel.ts';
@@ -16,13 +16,12 @@ import {
   resolvePurchase,
   runLoad,
   LoadError,
-  type LoadIssuer,
   type PurchaseResult,
   type PurchaseVariant,
   psamVerifyS3,
   selectPsam,
 } from '../../../src/terminal/index.ts';
-import { CARD_PROFILES, EUR, LOC, NOW, TODAY, cardFromImage, cardToImage, demoIssuer, newCard, newPsam, type CardImage } from '../psam/helpers.ts';
+import { CARD_PROFILES, EUR, LOC, NOW, TODAY, cardFromImage, cardToImage, newCard, newPsam, useDemoIssuer, type CardImage } from '../psam/helpers.ts';
 import type { SimulatedCard } from '../../../card-applet-sim/index.ts';
 import type { BatchRecord } from '../../../src/crypto/purse-mac.ts';
 
@@ -170,14 +169,7 @@ describe('tearing across a purchase (exhaustive)', () => {
 });
 
 describe('tearing across a load (exhaustive, card side)', () => {
-  let issuer: LoadIssuer;
-  let close: () => Promise<void>;
-  beforeAll(async () => {
-    const d = await demoIssuer();
-    issuer = d.issuer;
-    close = () => d.hsm.close();
-  });
-  afterAll(async () => close());
+  const issuer = useDemoIssuer();
 
   it('every cut leaves the old or the new state, and the zero-value enquiry tells the issuer which', async () => {
     const c = newCard(CARD_PROFILES.des, 1000);
