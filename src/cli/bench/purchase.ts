@@ -10,15 +10,13 @@ import { loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
 import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
 import { NullResponderCard } from '../../../card-applet-sim/vpcd/responder.ts';
-import { paymentOps } from '../../../hsm-bridge/payment.ts';
-import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
-import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
 import { command } from '../../apdu/command.ts';
 import { IEP_AID, PSAM_AID } from '../../crypto/purse-apdu.ts';
 import { psamAdminMac, derivePsamKey } from '../../crypto/purse-mac.ts';
 import { closeBatch, purgeBatch, readPsamData } from '../../terminal/psam.ts';
 import { purchase } from '../../terminal/purchase.ts';
-import { issuerFromPaymentOps, runLoad, type LoadIssuer } from '../../terminal/load.ts';
+import { runLoad } from '../../terminal/load.ts';
+import { softwareIssuer } from '../commands/hsm-init.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
 import { fmt, rate, summarize } from './stats.ts';
@@ -40,21 +38,6 @@ function world(k: IssuerKeySet, suite: '3des' | 'aes') {
   const psamProfile = { ...loadPsamProfile(root('fixtures/profiles/psam-3des.json')), capacity: 4096 };
   const { card: psam } = issuePsamCard(psamProfile, k, { card: { serial: Buffer.alloc(8, 0x50) } });
   return { card, psam, psamId: psamProfile.psamId };
-}
-
-/** The issuer: payment operations on an in-memory software HSM holding the TEST load/purchase masters. */
-async function issuer(k: IssuerKeySet): Promise<{ issuer: LoadIssuer; close: () => Promise<void> }> {
-  const hsm = SoftwareHsm.inMemory();
-  await hsm.open();
-  const transport = { label: 'bench-transport', version: 1 };
-  const kekRef = { label: 'bench-kek', version: 1 };
-  const kek = Buffer.from('000102030405060708090A0B0C0D0E0F', 'hex');
-  const { publicKeyDer } = await hsm.generateRsaKeyPair(transport, 2048, ['wrap']);
-  await hsm.importKey(kekRef, 'AES-128', ['wrap'], rsaOaepWrap(publicKeyDer, kek), transport);
-  for (const m of k.masterKeys.filter((x) => x.usage === 'load' || x.usage === 'purchase')) {
-    await hsm.importKey({ label: m.label, version: m.version }, m.alg === 1 ? 'DES3-2KEY' : 'AES-128', ['derive'], aesKeyWrap(kek, m.key), kekRef);
-  }
-  return { issuer: issuerFromPaymentOps(paymentOps(hsm)), close: () => hsm.close() };
 }
 
 /** When the PSAM batch has no room for `room` more records: close it and purge it (the concentration point's acknowledgement). */
@@ -112,7 +95,8 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
     }
     out[`earlyReleasePurchasesPerSec_${suite}`] = Math.round(rate(er, Number(process.hrtime.bigint() - t1) / 1e6));
 
-    const { issuer: iss, close } = await issuer(k);
+    const { issuer: iss, hsm } = await softwareIssuer(k);
+    const close = () => hsm.close();
     const ln = Math.max(200, Math.round(5_000 * ctx.scale));
     let txn = 0n;
     const ltxid = () => {

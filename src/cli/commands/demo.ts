@@ -11,13 +11,11 @@ import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets
 import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { saveCardImage } from '../../../card-applet-sim/os/image.ts';
 import { VpcdConnector } from '../../../card-applet-sim/vpcd/connector.ts';
-import { paymentOps } from '../../../hsm-bridge/payment.ts';
-import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { explainAtr } from '../../apdu/atr.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { derivePsamKey } from '../../crypto/purse-mac.ts';
 import { currencyName, formatAmount, maskCardId } from '../../terminal/amount.ts';
-import { issuerFromPaymentOps, runLoad } from '../../terminal/load.ts';
+import { runLoad } from '../../terminal/load.ts';
 import { authenticate, dateTimeOf, purchase } from '../../terminal/purchase.ts';
 import { closeBatch, readBatch, verifyClosedBatch } from '../../terminal/psam.ts';
 import { readPurse } from '../../terminal/purse.ts';
@@ -25,7 +23,7 @@ import type { CardChannel } from '../../transport/channel.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { PurselabError } from '../../errors.ts';
 import { parseCommandArgs, type CliCommand, type CliIo } from '../command.ts';
-import { DEFAULT_KEY_SET, initKeys } from './hsm-init.ts';
+import { DEFAULT_KEY_SET, softwareIssuer } from './hsm-init.ts';
 
 const fixture = (rel: string) => fileURLToPath(new URL(`../../../fixtures/${rel}`, import.meta.url));
 
@@ -104,11 +102,8 @@ async function runDemo(io: CliIo, opts: { inProcess: boolean; keep: string | und
   const keys = loadIssuerKeySet(DEFAULT_KEY_SET, { complete: true });
 
   step('Issuer HSM (software backend, in memory) with the TEST issuer key set');
-  const hsm = SoftwareHsm.inMemory();
-  await hsm.open();
-  const rows = await initKeys(hsm, keys, false);
+  const { hsm, issuer, rows } = await softwareIssuer(keys);
   io.out(`  ${rows.length} keys: ${rows.map((r) => `${r.label} v${r.version} KCV ${r.kcv}`).slice(0, 3).join(', ')}, ...`);
-  const issuer = issuerFromPaymentOps(paymentOps(hsm));
 
   step('Issuing an emulated purse card (AES suite) and a purchase SAM');
   const issued = issuePurseCard(loadPurseProfile(fixture('profiles/demo-aes.json')), keys, { balance: 500 });

@@ -12,12 +12,14 @@
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Hsm, KeyInfo, KeyRef } from '../../../hsm-bridge/hsm.ts';
-import { DEFAULT_PAYMENT_KEYS } from '../../../hsm-bridge/payment.ts';
+import { DEFAULT_PAYMENT_KEYS, paymentOps } from '../../../hsm-bridge/payment.ts';
+import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
 import { cardIdToBcd, keyCheckValue, suiteFor } from '../../crypto/index.ts';
 import { findMaster, loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
 import { PurselabError } from '../../errors.ts';
 import { maskCardId } from '../../terminal/amount.ts';
+import { issuerFromPaymentOps, type LoadIssuer } from '../../terminal/load.ts';
 import { emit, parseCommandArgs, refusePositionals, type CliCommand } from '../command.ts';
 import { BACKEND_HELP, BACKEND_OPTIONS, configFromArgs, withHsm } from './hsm.ts';
 
@@ -133,6 +135,17 @@ export async function initKeys(hsm: Hsm, keySet: IssuerKeySet, recordKeys: boole
   }
   kek.fill(0);
   return rows;
+}
+
+/**
+ * An in-memory software HSM holding the masters of `keySet` (brought in by initKeys, without record keys) and
+ * the load issuer on its payment operations: the issuer of the demo, the purchase bench and the tests.
+ */
+export async function softwareIssuer(keySet: IssuerKeySet): Promise<{ hsm: SoftwareHsm; issuer: LoadIssuer; rows: (KeyInfo & { status: Status })[] }> {
+  const hsm = SoftwareHsm.inMemory();
+  await hsm.open();
+  const rows = await initKeys(hsm, keySet, false);
+  return { hsm, issuer: issuerFromPaymentOps(paymentOps(hsm)), rows };
 }
 
 /** Derive every card and PSAM key of the key set inside the HSM and compare KCVs with the file. */

@@ -15,10 +15,9 @@ import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets
 import { issuePurseCard, loadPurseProfile, type PurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { loadIssuerKeySet } from '../../../src/crypto/key-set.ts';
 import { PurseApplet } from '../../../card-applet-sim/applets/purse/purse-applet.ts';
-import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
-import { paymentOps } from '../../../hsm-bridge/payment.ts';
-import { aesKeyWrap, rsaOaepWrap } from '../../../hsm-bridge/wrap.ts';
-import { issuerFromPaymentOps, type LoadIssuer } from '../../../src/terminal/load.ts';
+import type { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
+import type { LoadIssuer } from '../../../src/terminal/load.ts';
+import { softwareIssuer } from '../../../src/cli/commands/hsm-init.ts';
 
 export { A, M };
 export const repoPath = (rel: string): string => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
@@ -200,18 +199,9 @@ export { cardToImage, cardFromImage, type CardImage };
 // ---------------------------------------------------------------------------------------------
 // The issuer: HSM bridge payment operations on an in-memory software HSM holding the TEST masters
 
+/** The issuer on an in-memory software HSM holding the TEST key set (softwareIssuer of hsm init). */
 export async function demoIssuer(): Promise<{ issuer: LoadIssuer; hsm: SoftwareHsm }> {
-  const hsm = SoftwareHsm.inMemory();
-  await hsm.open();
-  const transport = { label: 'transport', version: 1 };
-  const kekRef = { label: 'kek', version: 1 };
-  const kek = Buffer.from('000102030405060708090A0B0C0D0E0F', 'hex');
-  const { publicKeyDer } = await hsm.generateRsaKeyPair(transport, 2048, ['wrap']);
-  await hsm.importKey(kekRef, 'AES-128', ['wrap'], rsaOaepWrap(publicKeyDer, kek), transport);
-  for (const m of KEYS.masterKeys.filter((k) => k.usage === 'load' || k.usage === 'purchase')) {
-    await hsm.importKey({ label: m.label, version: m.version }, m.alg === 1 ? 'DES3-2KEY' : 'AES-128', ['derive'], aesKeyWrap(kek, m.key), kekRef);
-  }
-  return { issuer: issuerFromPaymentOps(paymentOps(hsm)), hsm };
+  return softwareIssuer(KEYS);
 }
 
 /**
