@@ -371,6 +371,8 @@ export interface SerialSimOptions {
 /** Milliseconds, all from the moment the request's first bytes were read from the tty. */
 export interface LineTiming {
   readonly code: string;
+  /** process.hrtime.bigint() when the request's first bytes were read (monotonic: comparable across processes). */
+  readonly startNs: bigint;
   /** When the request's last character would have arrived (its wire time). */
   readonly requestWireMs: number;
   /** When the simulator started executing (lateness = this - requestWireMs). */
@@ -465,6 +467,7 @@ export class SerialSimLine {
       const ms = (ns: bigint): number => Number(ns) / 1e6;
       this.options.trace({
         code: ev.message.subarray(this.sim.headerLength, this.sim.headerLength + 2).toString('latin1'),
+        startNs,
         requestWireMs: ms(requestWire),
         executeAtMs: ms(executeAt - startNs),
         executeMs: ms(executed - executeAt),

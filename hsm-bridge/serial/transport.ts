@@ -2,6 +2,7 @@
 // framed STX..ETX+LRC, and TCP framed with a 2-byte length prefix. A transport frames outgoing messages,
 // deframes incoming bytes and reports what it saw; queueing, matching and retries live in client.ts.
 
+import { writeSync } from 'node:fs';
 import net from 'node:net';
 import { SerialPort } from 'serialport';
 import { encodeSerialFrame, encodeTcpFrame, SerialDeframer, TcpDeframer, wireTimeMs, type DeframeEvent, type Deframer } from './framing.ts';
@@ -109,8 +110,21 @@ export class SerialTransport implements Transport {
     const port = this.port;
     if (!port) return Promise.reject(new Error(`${this.options.path} is not open`));
     const frame = encodeSerialFrame(message);
+    // Straight onto the tty when nothing is queued in the port's stream: serialport's own write goes through
+    // the thread pool, a fraction of a millisecond per command. What the tty does not take at once (EAGAIN,
+    // a partial write) goes through serialport, after the bytes already written, so order is kept.
+    let done = 0;
+    const fd = (port.port as { fd?: number | null } | undefined)?.fd;
+    if (typeof fd === 'number' && port.writableLength === 0) {
+      try {
+        done = writeSync(fd, frame);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return Promise.reject(e);
+      }
+    }
+    if (done === frame.length) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      port.write(frame, (e) => (e ? reject(e) : resolve()));
+      port.write(frame.subarray(done), (e) => (e ? reject(e) : resolve()));
     });
   }
 

@@ -142,7 +142,7 @@ export const hsmSimCommand: CliCommand = {
             const trace = process.env.PURSELAB_HSM_SIM_TRACE
               ? (t: LineTiming) =>
                   log(
-                    `trace ${t.code}: request wire ${t.requestWireMs.toFixed(3)} ms, executed at ${t.executeAtMs.toFixed(3)} for ${t.executeMs.toFixed(3)} ms, answer wire ${t.answerWireMs.toFixed(3)} ms, done at ${t.answerDoneMs.toFixed(3)} ms`,
+                    `trace ${t.code} @${t.startNs}: request wire ${t.requestWireMs.toFixed(3)} ms, executed at ${t.executeAtMs.toFixed(3)} for ${t.executeMs.toFixed(3)} ms, answer wire ${t.answerWireMs.toFixed(3)} ms, done at ${t.answerDoneMs.toFixed(3)} ms`,
                   )
               : undefined;
             const l = new SerialSimLine(sim, { path: serialPath, baudRate, wireTime: !values.instant, ...(trace ? { trace } : {}) }, log);
