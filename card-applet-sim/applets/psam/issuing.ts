@@ -29,6 +29,7 @@ import { ALG_3DES, ALG_AES, suiteFor } from '../../../src/crypto/suites.ts';
 import { SimulatedCard, type SimulatedCardOptions } from '../../os/card.ts';
 import { findMaster, type IssuerKeySet, type MasterKey } from '../../../src/crypto/key-set.ts';
 import { PSAM_MAX_CAPACITY, PsamApplet, type PsamPersonalization } from './psam-applet.ts';
+import { fieldChecker, isObj, shown, type Obj } from '../profile-fields.ts';
 
 export class PsamProfileError extends PurselabError {
   constructor(message: string) {
@@ -50,34 +51,19 @@ export interface PsamProfile {
   batchNumber?: number;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const shown = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : (JSON.stringify(v) ?? String(v)));
-
 const FIELDS = ['$comment', 'name', 'description', 'psamId', 'algorithm', 'keyVersions', 'capacity', 'purchaseMasters', 'acceptedCurrencies', 'blockedCards', 'nextTxn', 'batchNumber'];
 
 /** Validate a parsed PSAM profile; `source` names it in error messages. */
 export function parsePsamProfile(json: unknown, source = 'profile'): PsamProfile {
-  const fail = (field: string, m: string): never => {
+  const { fail, known, int, text } = fieldChecker((field, m) => {
     throw new PsamProfileError(`PSAM profile ${source}: field '${field}': ${m}`);
-  };
+  });
   if (!isObj(json)) throw new PsamProfileError(`PSAM profile ${source}: must be a JSON object`);
-  for (const k of Object.keys(json)) if (!FIELDS.includes(k)) fail(k, `unknown field (known: ${FIELDS.slice(1).join(', ')})`);
-  const int = (o: Obj, f: string, where: string, min: number, max: number, dflt?: number): number => {
-    const v = o[f];
-    if (v === undefined && dflt !== undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(where + f, `must be an integer ${min}..${max}, got ${shown(v)}`);
-    return v as number;
-  };
+  known(json, FIELDS, '');
   const alg = (v: unknown, where: string): number => {
     if (v === '3DES' || v === 1) return ALG_3DES;
     if (v === 'AES' || v === 2) return ALG_AES;
     return fail(where, `must be "3DES" or "AES", got ${shown(v)}`);
-  };
-  const str = (f: string): string | undefined => {
-    const v = json[f];
-    if (v !== undefined && typeof v !== 'string') fail(f, `must be a string, got ${shown(v)}`);
-    return v as string | undefined;
   };
   const psamId = json.psamId;
   if (typeof psamId !== 'string' || !/^[0-9]{16}$/.test(psamId)) fail('psamId', `must be a string of 16 digits, got ${shown(psamId)}`);
@@ -112,8 +98,8 @@ export function parsePsamProfile(json: unknown, source = 'profile'): PsamProfile
   };
   if (json.nextTxn !== undefined) out.nextTxn = int(json, 'nextTxn', '', 1, 0xffffffff);
   if (json.batchNumber !== undefined) out.batchNumber = int(json, 'batchNumber', '', 1, 0xfffffffe);
-  const name = str('name');
-  const description = str('description');
+  const name = text(json, 'name');
+  const description = text(json, 'description');
   if (name !== undefined) out.name = name;
   if (description !== undefined) out.description = description;
   return out;

@@ -19,6 +19,7 @@ import { REFERENCE_AID } from '../reference/reference-applet.ts';
 import '../index.ts'; // registers the applet types (purse, reference) for install by name
 import { MAX_PIN_TRY_LIMIT, encodePurseInstallParams, type PurseInstallParams } from './install-params.ts';
 import { PurseApplet } from './purse-applet.ts';
+import { fieldChecker, isObj, shown, type Obj } from '../profile-fields.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -60,44 +61,18 @@ export interface PurseProfile {
 
 const PROFILE_FIELDS = ['$comment', 'name', 'description', 'bin', 'purseNumber', 'algorithm', 'currency', 'exponent', 'maxBalance', 'balance', 'expiry', 'keyVersions', 'points', 'pin'];
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const shown = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
-
-function profileChecker(source: string) {
-  const fail = (field: string, message: string): never => {
+const profileChecker = (source: string) =>
+  fieldChecker((field, message) => {
     throw new ProfileError(`profile ${source}: field '${field}': ${message}`);
-  };
-  const known = (o: Obj, allowed: readonly string[], prefix: string): void => {
-    for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(prefix + k, `unknown field (known: ${allowed.filter((a) => a !== '$comment').join(', ')})`);
-  };
-  const int = (o: Obj, field: string, prefix: string, min: number, max: number, dflt?: number): number => {
-    const v = o[field];
-    if (v === undefined && dflt !== undefined) return dflt;
-    if (v === undefined) fail(prefix + field, `missing (an integer ${min}..${max})`);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(prefix + field, `must be an integer ${min}..${max}, got ${shown(v)}`);
-    return v as number;
-  };
-  const digits = (o: Obj, field: string, n: number): string => {
-    const v = o[field];
-    if (typeof v !== 'string' || !new RegExp(`^[0-9]{${n}}$`).test(v)) fail(field, `must be a string of exactly ${n} digits, got ${shown(v)}`);
-    return v as string;
-  };
-  return { fail, known, int, digits };
-}
+  });
 
 /** Validate a parsed profile; `source` names it in error messages. */
 export function parsePurseProfile(json: unknown, source = 'profile'): PurseProfile {
-  const { fail, known, int, digits } = profileChecker(source);
+  const { fail, known, int, digits, text } = profileChecker(source);
   if (!isObj(json)) throw new ProfileError(`profile ${source}: must be a JSON object`);
   known(json, PROFILE_FIELDS, '');
-  const text = (field: string): string | undefined => {
-    const v = json[field];
-    if (v !== undefined && typeof v !== 'string') fail(field, `must be a string, got ${shown(v)}`);
-    return v as string | undefined;
-  };
-  const name = text('name');
-  const description = text('description');
+  const name = text(json, 'name');
+  const description = text(json, 'description');
   const bin = digits(json, 'bin', 6);
   const purseNumber = digits(json, 'purseNumber', 10);
 
