@@ -31,11 +31,19 @@ export const benchCommand: CliCommand = {
     const selected = positionals.length ? benchSuites.filter((s) => positionals.includes(s.name)) : benchSuites;
     const ctx = { io, scale: values.quick ? 0.1 : 1, json: values.json === true };
     const results: Record<string, Record<string, number | string | boolean>> = {};
+    const failed: string[] = [];
     for (const suite of selected) {
       if (!ctx.json) io.out(`== ${suite.name}: ${suite.summary}`);
-      results[suite.name] = await suite.run(ctx);
+      try {
+        results[suite.name] = await suite.run(ctx);
+      } catch (e) {
+        // One broken suite must not hide the others' figures: report it, go on, exit 1 at the end.
+        failed.push(suite.name);
+        results[suite.name] = { error: (e as Error)?.message ?? String(e) };
+        io.err(`purselab bench ${suite.name}: ${(e as Error)?.message ?? String(e)}`);
+      }
     }
-    emit(io, ctx.json, results, () => []);
-    return 0;
+    emit(io, ctx.json, results, () => (failed.length ? [`bench: ${failed.length} suite(s) failed: ${failed.join(', ')}`] : []));
+    return failed.length ? 1 : 0;
   },
 };
