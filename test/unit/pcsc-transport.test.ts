@@ -87,7 +87,7 @@ describe('PC/SC error mapping', () => {
     [SCARD.E_SERVICE_STOPPED, 'PCSC_UNAVAILABLE'],
     [SCARD.F_COMM_ERROR, 'PCSC_UNAVAILABLE'],
     [SCARD.E_TIMEOUT, 'TIMEOUT'],
-    [SCARD.E_SHARING_VIOLATION, 'PROTOCOL'],
+    [SCARD.E_SHARING_VIOLATION, 'READER_BUSY'],
     [SCARD.E_INVALID_HANDLE, 'CHANNEL_CLOSED'],
   ];
   it.each(cases.map(([c, x]) => [c.toString(16).toUpperCase(), x, c] as const))('%s -> %s', (_hex, expected, code) => {

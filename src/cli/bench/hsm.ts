@@ -22,6 +22,7 @@ import { serialTarget } from '../../../hsm-bridge/serial/bench.ts';
 import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, padMethod2, verifyMac } from '../../crypto/index.ts';
 import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse-mac.ts';
 import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
+import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { fmt, summarize, timeCalls } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
@@ -62,8 +63,8 @@ const S1_DES = s1('3DES');
 const S1_AES = s1('AES');
 const MASTER_DES = { label: 'issuer-load-3des', version: 1 };
 const MASTER_AES = { label: 'issuer-load-aes', version: 1 };
-const keySet = JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')) as { masterKeys: { label: string; key: string }[] };
-const clearMaster = (label: string): Buffer => Buffer.from(keySet.masterKeys.find((m) => m.label === label)!.key, 'hex');
+const keySet = loadIssuerKeySet(DEFAULT_KEY_SET, { complete: true });
+const clearMaster = (label: string): Buffer => keySet.masterKeys.find((m) => m.label === label)!.key;
 /** A different card for every call: no derived-key cache can help. */
 const coldCard = (i: number): Buffer => cardIdToBcd(`99900200${String(i % 100_000_000).padStart(8, '0')}`);
 const cold = (master: typeof MASTER_DES, i: number): KeySpec => ({ master, cardId: coldCard(i) });
@@ -91,7 +92,7 @@ const softwareTarget: HsmBenchTarget = {
   async open() {
     const hsm = SoftwareHsm.inMemory();
     await hsm.open();
-    await initKeys(hsm, JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')), false);
+    await initKeys(hsm, keySet, false);
     const mkDes = clearMaster(MASTER_DES.label);
     const mkAes = clearMaster(MASTER_AES.label);
     return {
@@ -128,7 +129,7 @@ function pkcs11Target(calls: 'sync' | 'async'): HsmBenchTarget {
         rig = { module: t.module, label: 'purselab-bench', pin: t.tokens[0]!.pin, remove: () => t.remove() };
         const setup = new Pkcs11Hsm({ module: rig.module, tokenLabel: rig.label, pin: rig.pin });
         await setup.open();
-        await initKeys(setup, JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')), false);
+        await initKeys(setup, keySet, false);
         await setup.close();
       }
       const hsm = new Pkcs11Hsm({ module: rig.module, tokenLabel: rig.label, pin: rig.pin, calls, sessions: 8 });
@@ -241,7 +242,7 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
  * target here (e.g. `serialTarget(115200)` opening an hsm-sim over a socat pty pair, with the key set loaded by
  * initKeys() and its wire-time floor in extraFigures()). Nothing else in this file needs to change. =====
  */
-export const HSM_BENCH_TARGETS: HsmBenchTarget[] = [softwareTarget, pkcs11Target('sync'), pkcs11Target('async'), serialTarget({ baudRate: 115200, ops: HSM_BENCH_OPS, loadKeys: (h) => initKeys(h, JSON.parse(readFileSync(DEFAULT_KEY_SET, 'utf8')), false) })];
+export const HSM_BENCH_TARGETS: HsmBenchTarget[] = [softwareTarget, pkcs11Target('sync'), pkcs11Target('async'), serialTarget({ baudRate: 115200, ops: HSM_BENCH_OPS, loadKeys: (h) => initKeys(h, keySet, false) })];
 
 // ----- measuring ---------------------------------------------------------------------------------------
 
