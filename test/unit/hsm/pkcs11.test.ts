@@ -3,13 +3,11 @@
 // sessions closed, token removed), each a typed error, repaired on the next call, never silently repeated.
 //
 // SoftHSM2 inside Node uses Node's OpenSSL 3, whose single DES is in the legacy provider; derived 3DES card
-// keys need it (docs/hsm-bridge.md). When this worker was not started with --openssl-legacy-provider, the
-// suites below are skipped and one test re-runs this file in a child vitest with NODE_OPTIONS set.
+// keys need it (docs/hsm-bridge.md). vitest.config.ts starts every worker with --openssl-legacy-provider;
+// a worker without it skips the suites below and says why.
 
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
@@ -19,31 +17,13 @@ import { createTempTokens, pkcs11ToolMissing, softhsmMissing, type TempToken } f
 
 const missing = softhsmMissing();
 const legacy = opensslLegacyActive();
-const skip = missing ?? (legacy ? undefined : 'needs --openssl-legacy-provider in this worker: re-run in a child vitest (see the next test)');
+const skip = missing ?? (legacy ? undefined : 'needs --openssl-legacy-provider in this worker (vitest.config.ts execArgv sets it)');
 
 // Every token this file uses, made before the module is first initialised.
 const rig = missing ? undefined : createTempTokens(['purselab-conf', 'purselab-conf-sync', 'purselab-faults', 'purselab-cfg']);
 afterAll(() => rig?.remove());
 
 const options = (t: TempToken, extra: Partial<Pkcs11HsmOptions> = {}): Pkcs11HsmOptions => ({ module: t.module, tokenLabel: t.label, pin: t.pin, ...extra });
-
-describe.runIf(!missing && !legacy && !process.env.PURSELAB_PKCS11_CHILD)('PKCS#11 on SoftHSM2, re-run under --openssl-legacy-provider', () => {
-  it('passes every PKCS#11 test in a child vitest', () => {
-    const root = fileURLToPath(new URL('../../../', import.meta.url));
-    const r = spawnSync(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', '--project', 'unit', 'test/unit/hsm/pkcs11.test.ts'], {
-      cwd: root,
-      env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --openssl-legacy-provider`.trim(), PURSELAB_PKCS11_CHILD: '1', NO_COLOR: '1' },
-      encoding: 'utf8',
-      timeout: 280_000,
-    });
-    const out = `${r.stdout}\n${r.stderr}`.replace(/\x1b\[[0-9;]*m/g, '');
-    const summary = out.split('\n').filter((l) => /Tests\s+\d|Test Files/.test(l)).join(' | ');
-    console.log(`child vitest (PKCS#11 with the legacy provider): ${summary}`);
-    expect(r.status, out.slice(-4000)).toBe(0);
-    expect(summary).toMatch(/passed/);
-    expect(summary).not.toMatch(/failed/);
-  }, 300_000);
-});
 
 // SoftHSM2 has no CKM_EXTRACT_KEY_FROM_KEY (stored-key ALG3) and cannot unwrap with CKM_DES3_ECB.
 const caps = { storedKeyAlg3: false, des3KekImport: false };
