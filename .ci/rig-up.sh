@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Start the real PC/SC rig: our own pcscd (foreground mode, in the background, logging to a file) with
-# a reader.conf.d that gives vsmartcard's vpcd driver 4 slots:
+# a reader.conf.d that gives vsmartcard's vpcd driver 8 slots (4 entries of 2 slots each):
 #   CHANNELID 0x8C7B -> "Virtual PCD 00 00" (TCP 35963), "Virtual PCD 00 01" (35964)
 #   CHANNELID 0x8C7D -> "Virtual PCD B 00 00" (TCP 35965), "Virtual PCD B 00 01" (35966)
-# (two FRIENDLYNAMEs: with the same name twice, pcscd 1.9.9 gives both vpcd entries the same reader
-# names "Virtual PCD 00 00/00 01", and clients cannot tell the slots apart).
+#   CHANNELID 0x8C7F -> "Virtual PCD C 00 00" (TCP 35967), "Virtual PCD C 00 01" (35968)
+#   CHANNELID 0x8C81 -> "Virtual PCD D 00 00" (TCP 35969), "Virtual PCD D 00 01" (35970)
+# (distinct FRIENDLYNAMEs: with the same name twice, pcscd 1.9.9 gives both vpcd entries the same reader
+# names "Virtual PCD 00 00/00 01", and clients cannot tell the slots apart). Payment tests use the
+# extra slots for a pool of several PSAMs.
 # As root it also applies the loopback quickack route (without it every APDU through vpcd stalls
 # ~40 ms: docs/pcsc-and-vpcd.md). Idempotent; quiet on success (warnings go to stderr).
 # Environment: PURSELAB_RIG_DIR (default /tmp/purselab-rig), PURSELAB_RIG_APDU_LOG=1 (pcscd -a).
@@ -16,7 +19,7 @@ LOG="$RIG_DIR/pcscd.log"
 PIDFILE="$RIG_DIR/pcscd.pid"
 DRIVER=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
 SOCKET=/run/pcscd/pcscd.comm
-PORTS=(35963 35964 35965 35966)
+PORTS=(35963 35964 35965 35966 35967 35968 35969 35970)
 
 say() { echo "rig-up: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -88,7 +91,7 @@ fi
 # One pcscd per machine (its socket path is fixed): stop any other one.
 for pid in $(pgrep -x pcscd || true); do
   is_root || [ "$(stat -c %u "/proc/$pid")" = "$(id -u)" ] || die "another pcscd (pid $pid) is running and we may not stop it (run as root, or stop it: systemctl stop pcscd.socket pcscd)"
-  say "stopping the running pcscd (pid $pid) to start the rig's own (4 vpcd slots)"
+  say "stopping the running pcscd (pid $pid) to start the rig's own (8 vpcd slots)"
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl stop pcscd.socket pcscd.service >/dev/null 2>&1 || true
   fi
@@ -102,21 +105,23 @@ mkdir -p "$(dirname "$SOCKET")"
 # vpcd entry loaded from the SAME library takes over the first one's slots (its ports listen but are
 # never accepted). A copy of the library under another path is a separate instance with its own state.
 mkdir -p "$RIG_DIR/lib"
-DRIVER_B="$RIG_DIR/lib/libifdvpcd-b.so"
-if ! cmp -s "$DRIVER" "$DRIVER_B"; then cp "$DRIVER" "$DRIVER_B.tmp" && mv -f "$DRIVER_B.tmp" "$DRIVER_B"; fi
-
-cat >"$CONF_DIR/vpcd" <<EOF
-# purselab rig: vsmartcard vpcd, 2 x 2 slots (written by .ci/rig-up.sh)
-FRIENDLYNAME "Virtual PCD"
-DEVICENAME   /dev/null:0x8C7B
-LIBPATH      $DRIVER
-CHANNELID    0x8C7B
-
-FRIENDLYNAME "Virtual PCD B"
-DEVICENAME   /dev/null:0x8C7D
-LIBPATH      $DRIVER_B
-CHANNELID    0x8C7D
-EOF
+{
+  echo "# purselab rig: vsmartcard vpcd, 4 x 2 slots (written by .ci/rig-up.sh)"
+  for entry in ":0x8C7B" "B:0x8C7D" "C:0x8C7F" "D:0x8C81"; do
+    letter=${entry%%:*}
+    channel=${entry#*:}
+    lib=$DRIVER
+    if [ -n "$letter" ]; then
+      lib="$RIG_DIR/lib/libifdvpcd-${letter,,}.so"
+      if ! cmp -s "$DRIVER" "$lib"; then cp "$DRIVER" "$lib.tmp" && mv -f "$lib.tmp" "$lib"; fi
+    fi
+    echo
+    echo "FRIENDLYNAME \"Virtual PCD${letter:+ $letter}\""
+    echo "DEVICENAME   /dev/null:$channel"
+    echo "LIBPATH      $lib"
+    echo "CHANNELID    $channel"
+  done
+} >"$CONF_DIR/vpcd"
 
 args=(-f -c "$CONF_DIR")
 [ "${PURSELAB_RIG_APDU_LOG:-0}" = 1 ] && args+=(-a)

@@ -3,12 +3,16 @@
 
 import { execFile } from 'node:child_process';
 
-/** The 4 vpcd slots .ci/rig-up.sh configures (the stock /etc/reader.conf.d/vpcd has the first two). */
+/** The 8 vpcd slots .ci/rig-up.sh configures (the stock /etc/reader.conf.d/vpcd has the first two). */
 export const VPCD_SLOTS: readonly { readonly reader: string; readonly port: number }[] = [
   { reader: 'Virtual PCD 00 00', port: 35963 },
   { reader: 'Virtual PCD 00 01', port: 35964 },
   { reader: 'Virtual PCD B 00 00', port: 35965 },
   { reader: 'Virtual PCD B 00 01', port: 35966 },
+  { reader: 'Virtual PCD C 00 00', port: 35967 },
+  { reader: 'Virtual PCD C 00 01', port: 35968 },
+  { reader: 'Virtual PCD D 00 00', port: 35969 },
+  { reader: 'Virtual PCD D 00 01', port: 35970 },
 ];
 
 export function vpcdPortFor(reader: string): number | undefined {

@@ -67,10 +67,27 @@ export function describeRig(name: string, rig: RigState, fn: () => void): void {
   describe.skip(`${name} [SKIPPED: ${rig.reason}]`, fn);
 }
 
+/**
+ * The vpcd slots this test process may use: all of them, or the indexes in PURSELAB_RIG_SLOTS
+ * ("4-7" or "0,1,5") so that several developers' test runs can share one rig without taking each
+ * other's readers.
+ */
+export function allowedSlots(): readonly { readonly reader: string; readonly port: number }[] {
+  const spec = process.env.PURSELAB_RIG_SLOTS?.trim();
+  if (!spec) return VPCD_SLOTS;
+  const allowed = new Set<number>();
+  for (const part of spec.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (!m) throw new Error(`PURSELAB_RIG_SLOTS: '${part}' is not an index or a range like 4-7`);
+    for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) allowed.add(i);
+  }
+  return VPCD_SLOTS.filter((_, i) => allowed.has(i));
+}
+
 /** Slots whose reader has no card now (free for this suite's emulators). */
 export async function freeSlots(count: number): Promise<{ reader: string; port: number }[]> {
   const readers = await listReaders({ timeoutMs: 3000 });
-  const free = VPCD_SLOTS.filter((s) => readers.some((r) => r.name === s.reader && !r.cardPresent));
+  const free = allowedSlots().filter((s) => readers.some((r) => r.name === s.reader && !r.cardPresent));
   if (free.length < count) {
     const busy = readers.filter((r) => r.cardPresent).map((r) => r.name);
     throw new Error(`need ${count} free vpcd slots, found ${free.length} (cards already in: ${busy.join(', ')}; a stray emulator still running?)`);
