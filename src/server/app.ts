@@ -63,8 +63,6 @@ export function createServerApp(options: ServerAppOptions): FastifyInstance {
     logger,
     bodyLimit: options.bodyLimit ?? 256 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    // The ids in our own URLs are what matter in logs; fastify's request ids are kept as reqId.
-    disableRequestLogging: false,
   });
 
   app.setErrorHandler((err: FastifyError | PurselabError | Error, req, reply) => {

@@ -1,0 +1,91 @@
+// Message keys, envelopes and canonical JSON: what the parties rely on to tell a genuine message from a
+// forged, altered or misdirected one.
+
+import { describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../../src/protocol/canonical.ts';
+import { MessageAuthError, macOf, open, seal, verifyMacOf } from '../../../src/protocol/envelope.ts';
+import { deriveTransactionKey, newSessionKey, parseSharedKey, subKey, unwrapSessionKey, wrapSessionKey } from '../../../src/protocol/keys.ts';
+import { hasOddDesParity } from '../../../src/crypto/diversify.ts';
+
+const SHARED = Buffer.from('0123456789ABCDEFFEDCBA9876543210', 'hex');
+
+describe('canonical JSON', () => {
+  it('sorts keys at every level and drops undefined', () => {
+    expect(canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 'x' }], c: undefined } })).toBe('{"a":{"d":[2,{"y":"x","z":1}]},"b":1}');
+  });
+  it('refuses floats and non-JSON values', () => {
+    expect(() => canonicalJson({ amount: 4.2 })).toThrow(/safe integers/);
+    expect(() => canonicalJson({ f: () => 1 })).toThrow(/function/);
+  });
+});
+
+describe('transaction keys', () => {
+  it('differ per party and per transaction, are deterministic and have DES parity', () => {
+    const k = deriveTransactionKey(SHARED, 'M001', 'T1');
+    expect(k).toHaveLength(16);
+    expect(hasOddDesParity(k)).toBe(true);
+    expect(deriveTransactionKey(SHARED, 'M001', 'T1').equals(k)).toBe(true);
+    expect(deriveTransactionKey(SHARED, 'M001', 'T2').equals(k)).toBe(false);
+    expect(deriveTransactionKey(SHARED, 'M002', 'T1').equals(k)).toBe(false);
+    // the separator keeps ('M0', '01T1') apart from ('M001', 'T1')
+    expect(deriveTransactionKey(SHARED, 'M0', '01T1').equals(k)).toBe(false);
+  });
+  it('matches the vector computed with openssl (docs/payment-messages.md)', () => {
+    // D = SHA-256("purselab-txn-key-v1" 00 "M001" 00 "T1")[0..8] = f05ab84cefc6374e;
+    // openssl enc -des-ede -nopad of D and of D xor FF..FF under SHARED, then odd DES parity.
+    expect(deriveTransactionKey(SHARED, 'M001', 'T1').toString('hex')).toBe('b32afb85b038438cb9611a911f895eb5');
+  });
+  it('wraps and unwraps the session key (ETSK)', () => {
+    const derived = deriveTransactionKey(SHARED, 'M001', 'T1');
+    const tsk = newSessionKey();
+    const etsk = wrapSessionKey(derived, tsk);
+    expect(etsk.equals(tsk)).toBe(false);
+    expect(unwrapSessionKey(derived, etsk).equals(tsk)).toBe(true);
+    expect(unwrapSessionKey(deriveTransactionKey(SHARED, 'M001', 'T2'), etsk).equals(tsk)).toBe(false);
+  });
+  it('gives different sub-keys per label', () => {
+    expect(subKey(SHARED, 'ENC').equals(subKey(SHARED, 'MAC'))).toBe(false);
+  });
+  it('refuses malformed keys without echoing them', () => {
+    expect(() => deriveTransactionKey(Buffer.alloc(8), 'M', 'T')).toThrow(/16-byte/);
+    expect(() => parseSharedKey('00112233', 'merchants[0].sharedKey')).toThrow(/merchants\[0\]\.sharedKey: a shared key must be 32 hex digits/);
+    try {
+      parseSharedKey('zz112233445566778899aabbccddeeff', 'cfg');
+    } catch (e) {
+      expect((e as Error).message).not.toContain('zz1122');
+    }
+  });
+});
+
+describe('envelopes', () => {
+  const key = deriveTransactionKey(SHARED, 'M001', 'T1');
+  const payload = { txnId: 'T1', amount: 420, currency: 978, nested: { ok: true } };
+
+  it('round-trip, and hide the payload', () => {
+    const env = seal(key, 'purselab/x', payload);
+    expect(env.ct).not.toContain(Buffer.from('T1').toString('hex'));
+    expect(open(key, 'purselab/x', env)).toEqual(payload);
+  });
+  it('refuse any altered byte, another label and another key', () => {
+    const env = seal(key, 'purselab/x', payload);
+    for (const field of ['iv', 'ct', 'mac'] as const) {
+      const bytes = Buffer.from(env[field], 'hex');
+      for (let i = 0; i < bytes.length; i += 3) {
+        const b = Buffer.from(bytes);
+        b[i]! ^= 0x01;
+        expect(() => open(key, 'purselab/x', { ...env, [field]: b.toString('hex') })).toThrow(MessageAuthError);
+      }
+    }
+    expect(() => open(key, 'purselab/y', env)).toThrow(/not authentic \(MAC mismatch\)/);
+    expect(() => open(deriveTransactionKey(SHARED, 'M001', 'T2'), 'purselab/x', env)).toThrow(MessageAuthError);
+    expect(() => open(key, 'purselab/x', { iv: 'zz', ct: '', mac: '' })).toThrow(/malformed/);
+  });
+  it('MACs over canonical JSON: key order does not matter, any value change does', () => {
+    const mac = macOf(key, 'purselab/order', payload);
+    expect(verifyMacOf(key, 'purselab/order', { nested: { ok: true }, currency: 978, amount: 420, txnId: 'T1' }, mac)).toBe(true);
+    expect(verifyMacOf(key, 'purselab/order', { ...payload, amount: 421 }, mac)).toBe(false);
+    expect(verifyMacOf(key, 'purselab/other', payload, mac)).toBe(false);
+    expect(verifyMacOf(key, 'purselab/order', { ...payload, amount: 4.2 }, mac)).toBe(false);
+    expect(verifyMacOf(key, 'purselab/order', payload, 'nothex')).toBe(false);
+  });
+});
