@@ -60,7 +60,7 @@ export function cardToImage(card: SimulatedCard): CardImage {
 }
 
 /** Rebuild a card from an image: applets are made by their registered factories, then their state is loaded. */
-export function cardFromImage(image: CardImage, options: { registry?: AppletTypeRegistry; source?: string; poweredOff?: boolean } = {}): SimulatedCard {
+export function cardFromImage(image: CardImage, options: { registry?: AppletTypeRegistry; source?: string; poweredOff?: boolean; randomSeed?: Uint8Array | string } = {}): SimulatedCard {
   const src = options.source ?? 'card image';
   let card: SimulatedCard;
   try {
@@ -70,6 +70,7 @@ export function cardFromImage(image: CardImage, options: { registry?: AppletType
       extendedLength: image.card.extendedLength,
       serial: Buffer.from(image.card.serial, 'hex'),
       ...(options.registry ? { registry: options.registry } : {}),
+      ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
       poweredOff: options.poweredOff === true,
     });
   } catch (e) {
