@@ -140,7 +140,7 @@ export function locationBytes(loc: Uint8Array | string | undefined): Buffer {
 }
 
 /** A readable reason for a refusal, with the amounts when they explain it. */
-function refusalText(e: CardStatusError, s: StartupData | undefined, amount: number, currency: number, exponent: number, points: boolean): string {
+export function refusalText(e: CardStatusError, s: StartupData | undefined, amount: number, currency: number, exponent: number, points: boolean): string {
   const amt = showAmount(amount, currency, exponent, points);
   const bal = s ? showAmount(s.balance, s.currency, s.exponent, points) : undefined;
   switch (e.sw) {
