@@ -92,7 +92,13 @@ export function parseMerchantConfig(raw: unknown, file: string, baseDir: string,
     if (!keyHex) fail('sharedKeyEnv', `the environment variable ${String(raw.sharedKeyEnv)} is not set`);
   }
   if (typeof keyHex !== 'string') fail('sharedKey', 'must be 32 hex digits');
-  const sharedKey = parseSharedKey(keyHex as string, `${file}: ${raw.sharedKeyEnv !== undefined ? 'sharedKeyEnv' : 'sharedKey'}`);
+  const keyField = raw.sharedKeyEnv !== undefined ? 'sharedKeyEnv' : 'sharedKey';
+  let sharedKey: Buffer;
+  try {
+    sharedKey = parseSharedKey(keyHex as string, keyField);
+  } catch (e) {
+    return fail(keyField, (e as Error).message.replace(/^[^:]*: /, ''));
+  }
   const variant = (raw.variant ?? 'standard') as PaymentVariant;
   if (!PAYMENT_VARIANTS.includes(variant)) fail('variant', `must be one of ${PAYMENT_VARIANTS.join(', ')}`);
   if (raw.encrypted !== undefined && typeof raw.encrypted !== 'boolean') fail('encrypted', 'must be true or false');
