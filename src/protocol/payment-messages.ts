@@ -218,3 +218,28 @@ export interface RecreditClaim {
   readonly reason: string;
   readonly issuedAt: string;
 }
+
+/**
+ * POST {paymentServer}/v1/confirm: the card's DEBIT response, posted after the fact for 'trusted-agent' and
+ * 'merchant-compare' (where the client or merchant compared S3 itself) so the payment server confirms the PSAM
+ * record and books the payment. `s3`, when given, must equal the S3 inside `debitResponse`. Answer: a
+ * DebitResultResponse (idempotent, like /v1/debit-response).
+ */
+export interface ConfirmRequest {
+  readonly paymentId: string;
+  readonly debitResponse: string;
+  readonly s3?: string;
+}
+
+/** POST {paymentServer}/v1/abort: the cardholder cancelled, or the card refused before DEBIT; the payment fails. */
+export interface AbortRequest {
+  readonly paymentId: string;
+  /** Short printable reason for the log (e.g. 'cancelled', 'card-refused 9402'). */
+  readonly reason?: string;
+}
+
+export interface AbortResponse {
+  readonly paymentId: string;
+  readonly state: 'failed';
+  readonly reason: string;
+}
