@@ -16,6 +16,8 @@ import { hsmSimCommand } from './hsm-sim.ts';
 import { hsmCommand } from './hsm.ts';
 import { psamIssueCommand } from './psam-issue.ts';
 import { purchaseCommand } from './purchase.ts';
+import { payCommand } from './pay.ts';
+import { serveMerchantCommand } from './serve-merchant.ts';
 import { readersCommand } from './readers.ts';
 import { scriptCommand } from './script.ts';
 import { swCommand } from './sw.ts';
@@ -37,6 +39,8 @@ export const commands: CliCommand[] = [
   // purse protocols
   cardInfoCommand,
   purchaseCommand,
+  payCommand,
+  serveMerchantCommand,
   // HSM bridge
   hsmCommand,
   hsmInitCommand,

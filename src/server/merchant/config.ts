@@ -49,6 +49,17 @@ export interface MerchantConfig {
   readonly benefits: readonly Benefit[];
 }
 
+/** An http(s) base URL without trailing slashes; MerchantConfigError naming `where` and `field` otherwise. */
+export function parseBaseUrl(v: string, where: string, field: string): string {
+  try {
+    const u = new URL(v);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    throw new MerchantConfigError(where, `${field}: must be an http(s) URL, got '${v}'`);
+  }
+  return v.replace(/\/+$/, '');
+}
+
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const ID = /^[A-Za-z0-9._-]{1,32}$/;
@@ -71,16 +82,7 @@ export function parseMerchantConfig(raw: unknown, file: string, baseDir: string,
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return fail(prefix + f, `must be an integer ${min}..${max}`);
     return v;
   };
-  const url = (f: string): string => {
-    const v = str(raw, f);
-    try {
-      const u = new URL(v);
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
-    } catch {
-      fail(f, `must be an http(s) URL, got '${v}'`);
-    }
-    return v.replace(/\/+$/, '');
-  };
+  const url = (f: string): string => parseBaseUrl(str(raw, f), file, f);
 
   const merchantId = str(raw, 'merchantId', '', ID);
   // Key 402, as hex or by the name of an environment variable holding the hex (as the payment server's config).

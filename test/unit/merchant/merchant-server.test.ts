@@ -28,7 +28,7 @@ async function shop(o: { variant?: PaymentVariant; encrypted?: boolean; dbPath?:
   return s;
 }
 
-async function order(s: MerchantServer, body: unknown = { items: [{ sku: 'ebook-ts' }, { sku: 'song-01', quantity: 2 }] }) {
+async function order(s: MerchantServer, body: object = { items: [{ sku: 'ebook-ts' }, { sku: 'song-01', quantity: 2 }] }) {
   const r = await s.app.inject({ method: 'POST', url: '/api/orders', payload: body });
   expect(r.statusCode, r.body).toBe(201);
   return r.json() as { txnId: string; amount: number; status: string; payUrl: string; statusUrl: string };
