@@ -124,14 +124,24 @@ export class VirtualCardStore {
 
   /** Store a newly issued card (version 1). OPAL_CARD_EXISTS if the id is taken. */
   async create(cardId: string, card: SimulatedCard): Promise<void> {
+    (await this.prepareCreate(cardId, card))();
+  }
+
+  /**
+   * Seal a newly issued card now and return the synchronous insert, for a caller that writes it in one SQLite
+   * transaction with rows of its own (registration: card + user). The insert throws OPAL_CARD_EXISTS.
+   */
+  async prepareCreate(cardId: string, card: SimulatedCard): Promise<() => void> {
     const sealed = await this.seal(cardId, 1, card);
-    const now = new Date().toISOString();
-    try {
-      this.stmt.insert.run(cardId, cardId.slice(0, 6), sealed, now, now);
-    } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new OpalError('OPAL_CARD_EXISTS', `virtual card ${maskCardId(cardId)} already exists`);
-      throw e;
-    }
+    return () => {
+      const now = new Date().toISOString();
+      try {
+        this.stmt.insert.run(cardId, cardId.slice(0, 6), sealed, now, now);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new OpalError('OPAL_CARD_EXISTS', `virtual card ${maskCardId(cardId)} already exists`);
+        throw e;
+      }
+    };
   }
 
   /** Whether a card with this id is stored (in this BIN partition, if given). */

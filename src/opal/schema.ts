@@ -26,6 +26,7 @@ export const OPAL_MIGRATIONS: readonly Migration[] = [
         bin TEXT NOT NULL,
         card_id TEXT NOT NULL UNIQUE REFERENCES opal_cards (card_id),
         password_hash TEXT NOT NULL,
+        otp_hash TEXT,
         must_change INTEGER NOT NULL DEFAULT 1,
         failed_logins INTEGER NOT NULL DEFAULT 0,
         locked_until INTEGER NOT NULL DEFAULT 0,
