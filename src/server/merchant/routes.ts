@@ -51,7 +51,7 @@ const STATUS_BODY = {
   additionalProperties: false,
   properties: {
     txnId: TXN_ID,
-    paymentId: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' },
+    paymentId: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$' },
     resultM: ENVELOPE_SCHEMA,
     s3: HEX(8, 8),
     debitResponse: HEX(9, 64),

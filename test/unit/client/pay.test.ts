@@ -156,7 +156,7 @@ describe('payAtMerchant over in-process cards and loopback HTTP', () => {
     const page = (await (await fetch(o.payJsonUrl)).json()) as PaymentPage;
     const altered: PaymentPage = { ...page, ticket: { ...page.ticket, order: { ...page.ticket.order, amount: 1 } } };
     const e = (await payAtMerchant(altered, card.ch, yes).catch((x) => x)) as ClientPaymentError;
-    expect(e).toMatchObject({ code: 'ORDER_NOT_AUTHENTIC', stage: 'draw', cardDebited: 'no' });
+    expect(e).toMatchObject({ code: 'ORDER_MAC_INVALID', stage: 'draw', cardDebited: 'no' });
     expect(await balanceOf(card)).toBe(2000);
   });
 
@@ -193,7 +193,7 @@ describe('payAtMerchant over in-process cards and loopback HTTP', () => {
     const o = await orderAt('SHOP-STANDARD');
     await payAtMerchant(o.payUrl, card.ch, yes);
     const e = (await payAtMerchant(o.payUrl, card.ch, yes).catch((x) => x)) as ClientPaymentError;
-    expect(e).toMatchObject({ code: 'DUPLICATE_TXN', cardDebited: 'no' });
+    expect(e).toMatchObject({ code: 'DRAW_REPLAYED', cardDebited: 'no' });
     expect(await balanceOf(card)).toBe(2000 - 420);
   });
 

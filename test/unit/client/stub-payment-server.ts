@@ -113,8 +113,8 @@ export async function startStubPaymentServer(merchants: StubMerchant[], psam: Ca
       body = open(tsk, Label.DRAW_REQUEST, d.sealed) as DrawBody;
     } else body = d.draw!;
     const order = body.ticket.order;
-    if (!verifyMacOf(derived, Label.ORDER, order, body.ticket.mac) || order.txnId !== d.txnId) throw forbidden('ORDER_NOT_AUTHENTIC', 'the order MAC does not verify');
-    if (txns.has(d.txnId)) throw new HttpError(409, 'DUPLICATE_TXN', `transaction ${d.txnId} was drawn already`);
+    if (!verifyMacOf(derived, Label.ORDER, order, body.ticket.mac) || order.txnId !== d.txnId) throw forbidden('ORDER_MAC_INVALID', 'the order MAC does not verify');
+    if (txns.has(d.txnId)) throw new HttpError(409, 'DRAW_REPLAYED', `transaction ${d.txnId} was drawn already`);
     txns.add(d.txnId);
     const { date, time } = dateTimeOf(new Date());
     const amount = order.amount + stub.tamper.amountDelta;
