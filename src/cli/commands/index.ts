@@ -18,6 +18,8 @@ import { psamIssueCommand } from './psam-issue.ts';
 import { purchaseCommand } from './purchase.ts';
 import { payCommand } from './pay.ts';
 import { serveMerchantCommand } from './serve-merchant.ts';
+import { servePaymentCommand } from './serve-payment.ts';
+import { paymentBatchCommand, paymentRecreditCommand, paymentReportCommand } from './payment-admin.ts';
 import { readersCommand } from './readers.ts';
 import { scriptCommand } from './script.ts';
 import { swCommand } from './sw.ts';
@@ -41,6 +43,10 @@ export const commands: CliCommand[] = [
   purchaseCommand,
   payCommand,
   serveMerchantCommand,
+  servePaymentCommand,
+  paymentReportCommand,
+  paymentRecreditCommand,
+  paymentBatchCommand,
   // HSM bridge
   hsmCommand,
   hsmInitCommand,
