@@ -18,6 +18,7 @@ import { psamIssueCommand } from './psam-issue.ts';
 import { purchaseCommand } from './purchase.ts';
 import { payCommand } from './pay.ts';
 import { serveMerchantCommand } from './serve-merchant.ts';
+import { serveOpalCommand } from './serve-opal.ts';
 import { servePaymentCommand } from './serve-payment.ts';
 import { paymentBatchCommand, paymentRecreditCommand, paymentReportCommand } from './payment-admin.ts';
 import { readersCommand } from './readers.ts';
@@ -43,6 +44,7 @@ export const commands: CliCommand[] = [
   purchaseCommand,
   payCommand,
   serveMerchantCommand,
+  serveOpalCommand,
   servePaymentCommand,
   paymentReportCommand,
   paymentRecreditCommand,

@@ -1,0 +1,92 @@
+// `purselab serve opal --config FILE --hsm SPEC [--port N] [--db PATH]`: the OPAL virtual-card server (seed 003
+// FIGS. 3-4): users, virtual cards sealed by the HSM, the pseudo reader, purchase / load / re-credit flows and the
+// cardholder's web page. Runs until SIGINT/SIGTERM, then closes the HTTP server, the database and the HSM.
+
+import { createHsm, describeConfig, parseHsmSpec, HSM_SPEC_ENV } from '../../../hsm-bridge/config.ts';
+import { relaunchWithLegacyOpenSsl } from '../../../hsm-bridge/pkcs11/relaunch.ts';
+import { loadOpalConfig } from '../../opal/config.ts';
+import { createOpalServer } from '../../opal/server.ts';
+import { closeOnSignals } from '../../server/app.ts';
+import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
+
+export const serveOpalCommand: CliCommand = {
+  name: 'serve opal',
+  summary: 'run the OPAL virtual-card server (virtual cards sealed by an HSM, pseudo reader, web page)',
+  help: [
+    'Usage: purselab serve opal --config FILE --hsm SPEC [--port N] [--host ADDR] [--db PATH] [--log-level L]',
+    '',
+    'The online purchase and load server (seed 003, docs/opal-server.md): each virtual card is the purse',
+    "applet's state sealed under HSM-held record keys; the same applet code runs on it behind a pseudo card",
+    'reader, so the client terminal library pays and loads with it unchanged.',
+    '  GET  /                    the cardholder web page (register, log in, balance, history, pay, load)',
+    '  POST /v1/register, /v1/login, /v1/logout, /v1/password;  GET /v1/balance, /v1/history',
+    '  POST /v1/purchase/quote, /v1/purchase, /v1/load;  POST /v1/admin/recredit (operator token)',
+    'Prints "serve opal: listening on URL" when ready; JSON logs (pino) go to stderr.',
+    '',
+    'Options:',
+    '  --config FILE    OPAL configuration (fixtures/opal/opal.json: issuers by BIN with card profile and key set,',
+    '                   scrypt, lockout, session length, mail directory, admin token variable)',
+    `  --hsm SPEC       the OPAL HSM holding opal-record-enc/-mac (purselab hsm init): software:PATH |`,
+    `                   pkcs11:MODULE#TOKEN[#PIN_ENV] | serial:LINE  (default: env ${HSM_SPEC_ENV})`,
+    '  --port N         TCP port (default 8405; 0 = any free port)',
+    '  --host ADDR      address to listen on (default 127.0.0.1)',
+    '  --db PATH        SQLite file (default ./opal.db)',
+    '  --log-level L    pino level: fatal error warn info debug trace silent (default info)',
+    '',
+    'Example:',
+    '  PURSELAB_HSM_MASTER=change-me purselab hsm init --software opal-hsm.store',
+    '  PURSELAB_HSM_MASTER=change-me purselab serve opal --config fixtures/opal/opal.json --hsm software:opal-hsm.store --port 8405',
+  ].join('\n'),
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs(args, {
+      config: { type: 'string' },
+      hsm: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      db: { type: 'string' },
+      'log-level': { type: 'string' },
+    });
+    refusePositionals(positionals, 'see purselab serve opal --help');
+    const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/opal/opal.json');
+    const spec = values.hsm ?? process.env[HSM_SPEC_ENV];
+    if (!spec) throw new UsageError(`--hsm SPEC is required (or set ${HSM_SPEC_ENV}), e.g. software:opal-hsm.store`);
+    const port = values.port === undefined ? 8405 : Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got '${values.port}'`);
+    const level = values['log-level'] ?? 'info';
+    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be fatal, error, warn, info, debug, trace or silent, got '${level}'`);
+    const hsmConfig = parseHsmSpec(spec);
+    if (hsmConfig.backend === 'pkcs11') {
+      const relaunched = relaunchWithLegacyOpenSsl();
+      if (relaunched) return relaunched;
+    }
+    const config = loadOpalConfig(file);
+    const hsm = await createHsm(hsmConfig);
+    await hsm.open();
+    io.err(`serve opal: HSM ${describeConfig(hsmConfig)} open`);
+    const dbPath = values.db ?? 'opal.db';
+    let server;
+    try {
+      server = await createOpalServer({ config, hsm, dbPath, logLevel: level === 'silent' ? false : level, logStream: process.stderr });
+    } catch (e) {
+      await hsm.close();
+      throw e;
+    }
+    let url: string;
+    try {
+      url = await server.listen(values.host ?? '127.0.0.1', port);
+    } catch (e) {
+      await server.close();
+      await hsm.close();
+      throw new UsageError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${(e as Error).message}`);
+    }
+    const opal = server;
+    closeOnSignals(opal.app, async () => {
+      await opal.close();
+      await hsm.close();
+    }, io);
+    io.out(`serve opal: listening on ${url}`);
+    io.out(`  issuers: ${config.issuers.map((i) => `${i.bin} (${i.name})`).join(', ')}; database ${dbPath}; one-time passwords mailed to ${config.mailDir}`);
+    await new Promise<never>(() => undefined); // until SIGINT/SIGTERM (closeOnSignals exits)
+    return 0;
+  },
+};
