@@ -2,6 +2,7 @@
 
 import { emulatorBench } from './emulator.ts';
 import { purchaseBench } from './purchase.ts';
+import { paymentBench } from './payment.ts';
 import { hsmBench } from './hsm.ts';
 import { transportBench } from './transport.ts';
 import type { BenchSuite } from './suite.ts';
@@ -11,4 +12,5 @@ export const benchSuites: BenchSuite[] = [
   emulatorBench,
   transportBench,
   purchaseBench,
+  paymentBench,
 ];

@@ -1,0 +1,151 @@
+// Bench suite "payment": completed purchases/s and p50/p99 latency through the payment server with N concurrent
+// cardholders (default 16): real HTTP over loopback (keep-alive), an emulated PSAM pool (4), SQLite in a temp
+// dir, in-process purse cards; each purchase is the standard variant (draw -> DEBIT -> debit response -> VERIFY
+// S3 -> Debit Result). The floor, measured in the same run with the same client and concurrency: a bare fastify
+// JSON echo route (two echoes = the two HTTP round trips of one purchase). Afterwards: no PSAM may be held.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
+import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
+import { PSAM_MAX_CAPACITY } from '../../../card-applet-sim/applets/psam/psam-applet.ts';
+import { loadIssuerKeySet } from '../../crypto/key-set.ts';
+import { createServerApp, listen } from '../../server/app.ts';
+import { parsePaymentConfig } from '../../server/payment/config.ts';
+import { buy, type DriverMerchant, type Post } from '../../server/payment/driver.ts';
+import { createPaymentServer } from '../../server/payment/server.ts';
+import { EmulatorChannel } from '../../transport/emulator-channel.ts';
+import { fmt, summarize } from './stats.ts';
+import type { BenchSuite } from './suite.ts';
+
+const TARGET_PER_SEC = 1_000;
+const TARGET_P99_MS = 50;
+const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
+const KEY = '0123456789ABCDEFFEDCBA9876543210';
+
+/** JSON POST over one keep-alive agent (the cardholders' HTTP client). */
+function poster(base: string, agent: Agent): Post {
+  return (path, body) =>
+    new Promise((resolve, reject) => {
+      const data = Buffer.from(JSON.stringify(body));
+      const req = request(`${base}${path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+          } catch (e) {
+            reject(e as Error);
+          }
+        });
+      });
+      req.on('error', reject);
+      req.end(data);
+    });
+}
+
+/** `concurrency` workers each running `fn` until `total` operations are done; per-operation latencies (ms). */
+async function drive(total: number, concurrency: number, fn: (worker: number) => Promise<void>): Promise<{ samples: number[]; elapsedMs: number }> {
+  const samples: number[] = [];
+  let next = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      while (next < total) {
+        next++;
+        const s = process.hrtime.bigint();
+        await fn(w);
+        samples.push(Number(process.hrtime.bigint() - s) / 1e6);
+      }
+    }),
+  );
+  return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
+}
+
+export const paymentBench: BenchSuite = {
+  name: 'payment',
+  summary: 'purchases/s and p50/p99 through the payment server (HTTP loopback, PSAM pool, SQLite) vs a fastify echo floor',
+  async run(ctx) {
+    const io = ctx.io;
+    const concurrency = Number(process.env.PURSELAB_BENCH_CARDHOLDERS ?? 16);
+    const psamCount = Number(process.env.PURSELAB_BENCH_PSAMS ?? 4);
+    const total = Math.max(200, Math.round(4000 * ctx.scale));
+    const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
+    const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-payment-'));
+    const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+
+    // The floor: a bare fastify JSON echo, same client, same concurrency, two round trips per "purchase".
+    const echo = createServerApp({ name: 'echo', logLevel: false });
+    echo.post('/echo', { schema: { body: { type: 'object' } } }, async (req) => req.body);
+    const echoPost = poster(await listen(echo, '127.0.0.1', 0), agent);
+    const payload = { paymentId: 'pay_000000000000000000000000', response: { paymentId: 'pay_000000000000000000000000', sw: '9000', debitResponse: '00'.repeat(17) } };
+    await drive(500, concurrency, async () => void (await echoPost('/echo', payload)));
+    const floor = await drive(total, concurrency, async () => {
+      await echoPost('/echo', payload);
+      await echoPost('/echo', payload);
+    });
+    await echo.close();
+
+    // The payment server.
+    const psamProfile = loadPsamProfile(root('fixtures/profiles/psam-3des.json'));
+    const psams = Array.from({ length: psamCount }, (_, i) => issuePsamCard({ ...psamProfile, psamId: `99900290000${String(10000 + i)}`, capacity: PSAM_MAX_CAPACITY }, keys).card);
+    const cardProfile = { ...loadPurseProfile(root('fixtures/profiles/demo-3des.json')), maxBalance: 0xfffffff0 };
+    const cards = Array.from({ length: concurrency }, (_, i) => new EmulatorChannel(issuePurseCard(cardProfile, keys, { balance: 0x7fffffff, purseNumber: String(1000 + i).padStart(10, '0') }).card));
+    const config = parsePaymentConfig(
+      { merchants: [{ id: 'BENCH-SHOP', sharedKey: KEY, variant: 'standard' }], psams: psams.map((_, i) => ({ reader: `bench:${i}` })), timeouts: { acquireMs: 10_000 } },
+      'bench',
+      dir,
+    );
+    const server = await createPaymentServer({ config, dbPath: join(dir, 'payment.db'), logLevel: false, watchPcsc: false, resolveEveryMs: 0, openPsam: async (r) => new EmulatorChannel(psams[Number(r.split(':')[1])]!) });
+    const merchant: DriverMerchant = { id: 'BENCH-SHOP', sharedKey: Buffer.from(KEY, 'hex'), encrypted: false };
+    let failures = 0;
+    let firstFailure = '';
+    try {
+      const post = poster(await listen(server.app, '127.0.0.1', 0), agent);
+      const one = async (w: number) => {
+        const r = await buy(post, merchant, cards[w]!, { amount: 1 });
+        if (r.result?.body?.status !== 'approved') {
+          failures++;
+          firstFailure ||= JSON.stringify(r.result?.body ?? r.draw.body).slice(0, 200);
+        }
+      };
+      await drive(Math.min(400, total), concurrency, one); // warm-up
+      const run = await drive(total, concurrency, one);
+      const held = server.pool.heldCount + server.service.heldLeases;
+      const lat = summarize(run.samples);
+      const fl = summarize(floor.samples);
+      const perSec = (total * 1000) / run.elapsedMs;
+      const floorPerSec = (total * 1000) / floor.elapsedMs;
+      const ok = perSec >= TARGET_PER_SEC && lat.p99Ms < TARGET_P99_MS && held === 0 && failures === 0;
+      if (!ctx.json) {
+        io.out(`  ${concurrency} concurrent cardholders, ${psamCount} emulated PSAMs, SQLite in ${dir}, HTTP keep-alive over loopback, ${total} purchases:`);
+        io.out(`    floor (fastify echo, 2 round trips): ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms`);
+        io.out(`    payment server (standard variant):   ${fmt(perSec)} purchases/s, p50 ${fmt(lat.medianMs)} ms, p99 ${fmt(lat.p99Ms)} ms (${(floorPerSec / perSec).toFixed(2)}x the floor's time)`);
+        io.out(`    failures ${failures}${firstFailure ? ` (first: ${firstFailure})` : ''}; PSAMs held after the run: ${held}`);
+        io.out(`    target >= ${TARGET_PER_SEC} purchases/s and p99 < ${TARGET_P99_MS} ms, none held: ${ok ? 'met' : 'NOT met'}`);
+      }
+      return {
+        cardholders: concurrency,
+        psams: psamCount,
+        purchases: total,
+        purchasesPerSec: Math.round(perSec),
+        p50Ms: Number(lat.medianMs.toFixed(3)),
+        p99Ms: Number(lat.p99Ms.toFixed(3)),
+        floorPerSec: Math.round(floorPerSec),
+        floorP50Ms: Number(fl.medianMs.toFixed(3)),
+        floorP99Ms: Number(fl.p99Ms.toFixed(3)),
+        ratioToFloor: Number((floorPerSec / perSec).toFixed(2)),
+        failures,
+        heldAfterRun: held,
+        targetMet: ok,
+      };
+    } finally {
+      agent.destroy();
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
