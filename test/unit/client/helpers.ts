@@ -40,8 +40,8 @@ export function merchantConfig(o: { variant?: PaymentVariant; encrypted?: boolea
 
 /** A CardChannel in front of another, that can answer a command in the card's place or alter the card's answer. */
 export class InterposedChannel implements CardChannel {
-  /** Called for every command; return a response to answer in the card's place (the card never sees it). */
-  before: ((c: CommandApdu) => ResponseApdu | undefined) | undefined;
+  /** Called for every command (and awaited); return a response to answer in the card's place (the card never sees it). */
+  before: ((c: CommandApdu) => ResponseApdu | undefined | Promise<ResponseApdu | undefined>) | undefined;
   /** Called with every answer; return another to alter it. */
   after: ((c: CommandApdu, r: ResponseApdu) => ResponseApdu) | undefined;
   readonly seen: CommandApdu[] = [];
@@ -59,7 +59,7 @@ export class InterposedChannel implements CardChannel {
   }
   async transmit(c: CommandApdu, options?: TransmitOptions): Promise<ResponseApdu> {
     this.seen.push(c);
-    const instead = this.before?.(c);
+    const instead = await this.before?.(c);
     if (instead) return instead;
     const r = await this.inner.transmit(c, options);
     return this.after ? this.after(c, r) : r;
