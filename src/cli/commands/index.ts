@@ -17,6 +17,9 @@ import { hsmCommand } from './hsm.ts';
 import { psamIssueCommand } from './psam-issue.ts';
 import { purchaseCommand } from './purchase.ts';
 import { payCommand } from './pay.ts';
+import { loadCommand } from './load.ts';
+import { serveBankCommand } from './serve-bank.ts';
+import { serveLoadCommand } from './serve-load.ts';
 import { serveMerchantCommand } from './serve-merchant.ts';
 import { serveOpalCommand } from './serve-opal.ts';
 import { servePaymentCommand } from './serve-payment.ts';
@@ -43,6 +46,9 @@ export const commands: CliCommand[] = [
   cardInfoCommand,
   purchaseCommand,
   payCommand,
+  loadCommand,
+  serveBankCommand,
+  serveLoadCommand,
   serveMerchantCommand,
   serveOpalCommand,
   servePaymentCommand,

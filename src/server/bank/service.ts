@@ -23,6 +23,7 @@ import {
   type LoadResultPayload,
 } from '../../protocol/load-messages.ts';
 import { requestJson } from '../http-client.ts';
+import { formatAmount } from '../../terminal/amount.ts';
 import { forbidden, conflict, HttpError, notFound, unauthorized } from '../app.ts';
 import type { BankConfig } from './config.ts';
 import { BankStoreError, type BankStore, type HoldRow, type SeedAccount } from './store.ts';
@@ -121,7 +122,7 @@ export class BankService {
   /** Steps 874-875: hold the amount and hand out the client applet parameters. */
   async createLoad(user: string, amount: number, card: CardFacts, baseUrl: string): Promise<LoadPage> {
     const q = await this.quote(user, card);
-    if (amount > card.maxBalance - card.balance) throw unprocessable('ABOVE_MAX_LOAD', `the card can take at most ${card.maxBalance - card.balance} more (maximum balance ${card.maxBalance})`);
+    if (amount > card.maxBalance - card.balance) throw unprocessable('ABOVE_MAX_LOAD', `the card can take at most ${formatAmount(card.maxBalance - card.balance, card.exponent)} more (maximum balance ${formatAmount(card.maxBalance, card.exponent)})`);
     if (amount > q.available) throw unprocessable('INSUFFICIENT_FUNDS', 'not enough funds available on the account for this load');
     const a = await this.accountOf(user);
     const now = this.now();
