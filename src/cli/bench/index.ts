@@ -5,6 +5,8 @@ import { purchaseBench } from './purchase.ts';
 import { paymentBench } from './payment.ts';
 import { hsmBench } from './hsm.ts';
 import { transportBench } from './transport.ts';
+import { opalBench } from './opal.ts';
+import { loadBench } from './load.ts';
 import type { BenchSuite } from './suite.ts';
 
 export const benchSuites: BenchSuite[] = [
@@ -13,4 +15,6 @@ export const benchSuites: BenchSuite[] = [
   transportBench,
   purchaseBench,
   paymentBench,
+  opalBench,
+  loadBench,
 ];

@@ -1,0 +1,166 @@
+// An OPAL deployment in one process, for `purselab bench opal` and the OPAL test suites: the payment server with a
+// pool of emulated PSAMs (SQLite), a merchant server pointing at it, and the OPAL server on a given HSM (SQLite),
+// each on its own loopback port; plus helpers to register and log in cardholders and to create merchant orders.
+// Only TEST keys (fixtures/keys/demo-issuer.json). Nothing here is used by `purselab serve opal` itself.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Hsm } from '../../hsm-bridge/hsm.ts';
+import { issuePsamCard, loadPsamProfile } from '../../card-applet-sim/applets/psam/issuing.ts';
+import { PSAM_MAX_CAPACITY } from '../../card-applet-sim/applets/psam/psam-applet.ts';
+import type { SimulatedCard } from '../../card-applet-sim/os/card.ts';
+import { loadIssuerKeySet } from '../crypto/key-set.ts';
+import { listen } from '../server/app.ts';
+import { requestJson } from '../server/http-client.ts';
+import { parseMerchantConfig } from '../server/merchant/config.ts';
+import { createMerchantServer, type MerchantServer } from '../server/merchant/server.ts';
+import { parsePaymentConfig } from '../server/payment/config.ts';
+import { createPaymentServer, type PaymentServer } from '../server/payment/server.ts';
+import { EmulatorChannel } from '../transport/emulator-channel.ts';
+import { parseOpalConfig } from './config.ts';
+import { MemoryMailer } from './mail.ts';
+import { createOpalServer, type OpalServer } from './server.ts';
+
+const root = (rel: string) => fileURLToPath(new URL(`../../${rel}`, import.meta.url));
+
+/** The shop of the world: its id and TEST key (shared with the payment server). */
+export const WORLD_MERCHANT = { id: 'OPAL-SHOP', sharedKey: '0123456789ABCDEFFEDCBA9876543210' } as const;
+/** The payment server's issuer link key (re-credit claims); TEST value. */
+export const WORLD_ISSUER_LINK_KEY = '9999999999999999AAAAAAAAAAAAAAAA';
+export const WORLD_CATALOGUE = [
+  { sku: 'cent', name: 'One cent', price: 1, goods: 'token CENT' },
+  { sku: 'ebook', name: 'E-book', price: 420, goods: 'download token EBOOK' },
+];
+
+export interface OpalWorldOptions {
+  /** The OPAL HSM, opened, holding the record keys (and the issuer load masters for re-credits). */
+  readonly hsm: Hsm;
+  readonly psams?: number;
+  /** New virtual cards' balance (minor units). */
+  readonly initialBalance?: number;
+  /** Directory for the databases (default: a temp directory removed by close()). */
+  readonly dir?: string;
+  readonly adminToken?: string;
+  /** Cheap scrypt (N = 1024) for benchmarks that register many users; default the config's default. */
+  readonly cheapPasswords?: boolean;
+  /** PSAM profile file (default fixtures/profiles/psam-3des.json). */
+  readonly psamProfile?: string;
+  /** Extra payment server options (crash injection). */
+  readonly paymentResolveEveryMs?: number;
+}
+
+export interface Cardholder {
+  readonly userId: string;
+  readonly password: string;
+  readonly token: string;
+}
+
+export interface OpalWorld {
+  readonly dir: string;
+  readonly payment: PaymentServer;
+  readonly merchant: MerchantServer;
+  readonly opal: OpalServer;
+  readonly psams: readonly SimulatedCard[];
+  readonly mailer: MemoryMailer;
+  readonly paymentUrl: string;
+  readonly merchantUrl: string;
+  readonly opalUrl: string;
+  /** Register a user, log in with the e-mailed one-time password, make the forced change; a logged-in session. */
+  cardholder(userId: string): Promise<Cardholder>;
+  /** A new order at the merchant; its payment page URL. */
+  order(sku?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const WORLD_PASSWORD = 'Bench-pass 2026';
+const NEW_PASSWORD = 'Bench-pass 2027';
+
+export async function startOpalWorld(o: OpalWorldOptions): Promise<OpalWorld> {
+  const ownDir = o.dir === undefined;
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'purselab-opal-world-'));
+  const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
+  const psamProfile = loadPsamProfile(o.psamProfile ?? root('fixtures/profiles/psam-3des.json'));
+  const psams = Array.from({ length: o.psams ?? 4 }, (_, i) => issuePsamCard({ ...psamProfile, psamId: `99900290000${String(20000 + i)}`, capacity: PSAM_MAX_CAPACITY }, keys).card);
+  const paymentConfig = parsePaymentConfig(
+    {
+      merchants: [{ id: WORLD_MERCHANT.id, name: 'OPAL world shop', sharedKey: WORLD_MERCHANT.sharedKey, variant: 'standard' }],
+      psams: psams.map((_, i) => ({ reader: `world:${i}` })),
+      issuerLinkKey: WORLD_ISSUER_LINK_KEY,
+      acquirerKeys: root('fixtures/keys/demo-issuer.json'),
+      timeouts: { acquireMs: 10_000 },
+    },
+    'OPAL world payment config',
+    dir,
+  );
+  const payment = await createPaymentServer({
+    config: paymentConfig,
+    dbPath: join(dir, 'payment.db'),
+    logLevel: false,
+    watchPcsc: false,
+    resolveEveryMs: o.paymentResolveEveryMs ?? 0,
+    openPsam: async (r) => new EmulatorChannel(psams[Number(r.split(':')[1])]!),
+  });
+  const closers: Array<() => Promise<void>> = [() => payment.close()];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const paymentUrl = await listen(payment.app, '127.0.0.1', 0);
+    const merchant = await createMerchantServer({
+      config: parseMerchantConfig(
+        { merchantId: WORLD_MERCHANT.id, name: 'OPAL world shop', sharedKey: WORLD_MERCHANT.sharedKey, variant: 'standard', encrypted: false, paymentServer: paymentUrl, currency: 978, exponent: 2, catalogue: WORLD_CATALOGUE, benefits: [{ id: 'lounge', name: 'Lounge pass', goods: 'lounge pass L-1' }] },
+        'OPAL world merchant config',
+        dir,
+      ),
+      dbPath: join(dir, 'merchant.db'),
+      logLevel: false,
+    });
+    closers.push(() => merchant.close());
+    const merchantUrl = await merchant.listen();
+    const config = parseOpalConfig(
+      {
+        issuers: [{ bin: '999001', profile: root('fixtures/profiles/demo-aes.json'), keys: root('fixtures/keys/demo-issuer.json'), initialBalance: o.initialBalance ?? 10_000 }],
+        ...(o.cheapPasswords ? { scrypt: { N: 1024, r: 8, p: 1 } } : {}),
+        mailDir: join(dir, 'mail'),
+      },
+      'OPAL world config',
+      dir,
+    );
+    const mailer = new MemoryMailer();
+    const opal = await createOpalServer({ config, hsm: o.hsm, dbPath: join(dir, 'opal.db'), mailer, logLevel: false, ...(o.adminToken ? { adminToken: o.adminToken } : {}) });
+    closers.push(() => opal.close());
+    const opalUrl = await opal.listen('127.0.0.1', 0);
+    const post = <T>(path: string, body: object, token?: string) => requestJson<T>(`${opalUrl}${path}`, { method: 'POST', body, ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
+    return {
+      dir,
+      payment,
+      merchant,
+      opal,
+      psams,
+      mailer,
+      paymentUrl,
+      merchantUrl,
+      opalUrl,
+      async cardholder(userId) {
+        await post('/v1/register', { userId, fundingAccount: '4111111111111111', fundingExpiry: '09/39', cvv2: '123', billingAddress: '1 Bench Street', email: `${userId}@example.org`, password: WORLD_PASSWORD });
+        const mail = [...mailer.sent].reverse().find((m) => m.to === `${userId}@example.org`);
+        const otp = mail && /one-time password: (\S+)/.exec(mail.text)?.[1];
+        if (!otp) throw new Error(`no one-time password mailed to ${userId}`);
+        const first = await post<{ token: string }>('/v1/login', { userId, password: otp });
+        await post('/v1/password', { currentPassword: WORLD_PASSWORD, newPassword: NEW_PASSWORD }, first.token);
+        return { userId, password: NEW_PASSWORD, token: first.token };
+      },
+      async order(sku = 'cent') {
+        const r = await requestJson<{ payUrl: string }>(`${merchantUrl}/api/orders`, { method: 'POST', body: { items: [{ sku, quantity: 1 }] } });
+        return r.payUrl;
+      },
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
