@@ -36,7 +36,8 @@ export interface LoadOffer {
 export interface InternetLoadOptions {
   readonly bankUrl: string;
   readonly user: string;
-  readonly password: string;
+  /** The bank password, or a bearer token of an earlier bankLogin (a cardholder loading several times). */
+  readonly password: string | { readonly token: string };
   /** "20.00" in card currency units, or minor units as a number. */
   readonly amount: string | number;
   /** Accept (true) or cancel (false) the load screen; default: accept. */
@@ -78,12 +79,16 @@ class BankSession {
   ) {}
   static async login(bankUrl: string, user: string, password: string, retry: RetryPolicy): Promise<BankSession> {
     const base = bankUrl.replace(/\/+$/, '');
-    const r = await requestWithRetry<{ token: string }>(`${base}/v1/login`, { body: { user, password } }, retry);
-    return new BankSession(base, r.token, retry);
+    return new BankSession(base, (await bankLogin(base, user, password, retry)).token, retry);
   }
   post<T>(path: string, body: unknown = {}): Promise<T> {
     return requestWithRetry<T>(`${this.bankUrl}${path}`, { body, headers: { authorization: `Bearer ${this.token}` } }, this.retry);
   }
+}
+
+/** Log in at the bank once: the token goes in InternetLoadOptions.password for the loads that follow. */
+export async function bankLogin(bankUrl: string, user: string, password: string, retry: RetryPolicy = DEFAULT_RETRY): Promise<{ token: string }> {
+  return requestWithRetry<{ token: string }>(`${bankUrl.replace(/\/+$/, '')}/v1/login`, { body: { user, password } }, retry);
 }
 
 /** Relay a sealed Load Result to the bank's status URL; a result the bank already counted reads back the hold. */
@@ -125,7 +130,7 @@ export async function internetLoad(card: CardChannel, o: InternetLoadOptions): P
   const amount = typeof o.amount === 'number' ? o.amount : parseAmount(o.amount, purse.exponent, '--amount');
   const facts: CardFacts = { balance: purse.balance, maxBalance: purse.maxBalance, currency: purse.currency, exponent: purse.exponent, card: masked };
   say(`card ${masked}: balance ${showAmount(purse.balance, purse.currency, purse.exponent)}, maximum ${showAmount(purse.maxBalance, purse.currency, purse.exponent)}`);
-  const bank = await BankSession.login(o.bankUrl, o.user, o.password, retry);
+  const bank = typeof o.password === 'string' ? await BankSession.login(o.bankUrl, o.user, o.password, retry) : new BankSession(o.bankUrl.replace(/\/+$/, ''), o.password.token, retry);
   const quote = await bank.post<LoadQuote>('/v1/loads/quote', { card: facts });
   say(`bank: account ${quote.account} (expires ${quote.accountExpiry}), available ${showAmount(quote.available, quote.currency, quote.exponent)}, max load ${showAmount(quote.maxLoad, quote.currency, quote.exponent)}`);
   const base = { card: masked, amount, currency: purse.currency, exponent: purse.exponent, balanceBefore: purse.balance };
