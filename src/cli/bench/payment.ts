@@ -7,17 +7,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
 import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { PSAM_MAX_CAPACITY } from '../../../card-applet-sim/applets/psam/psam-applet.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { createServerApp, listen } from '../../server/app.ts';
-import { parsePaymentConfig } from '../../server/payment/config.ts';
 import { buy, type DriverMerchant, type Post } from '../../server/payment/driver.ts';
-import { createPaymentServer } from '../../server/payment/server.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
+import { startBenchServer, type BenchServer, type BenchServerSpec } from './payment-server-worker.ts';
 import { fmt, summarize } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
@@ -25,6 +24,7 @@ const TARGET_PER_SEC = 1_000;
 const TARGET_P99_MS = 50;
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const KEY = '0123456789ABCDEFFEDCBA9876543210';
+const MERCHANT = 'BENCH-SHOP';
 
 /** JSON POST over one keep-alive agent (the cardholders' HTTP client). */
 function poster(base: string, agent: Agent): Post {
@@ -65,6 +65,35 @@ async function drive(total: number, concurrency: number, fn: (worker: number) =>
   return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
 }
 
+async function inWorker(psamCount: number, dir: string): Promise<BenchServer> {
+  // tsx's loader is registered in the worker before the TypeScript module loads (workers do not inherit it).
+  const boot = `(async () => { (await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register(); await import(${JSON.stringify(new URL('./payment-server-worker.ts', import.meta.url).href)}); })()`;
+  const worker = new Worker(boot, {
+    eval: true,
+    workerData: { benchPayment: { psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchantId: MERCHANT } satisfies BenchServerSpec },
+  });
+  const next = () =>
+    new Promise<{ url?: string; held?: number }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+  const { url } = await next();
+  let held: Promise<number> | undefined;
+  return {
+    url: url!,
+    stop() {
+      held ??= (async () => {
+        const m = next();
+        worker.postMessage('stop');
+        const h = (await m).held ?? -1;
+        await worker.terminate();
+        return h;
+      })();
+      return held;
+    },
+  };
+}
+
 export const paymentBench: BenchSuite = {
   name: 'payment',
   summary: 'purchases/s and p50/p99 through the payment server (HTTP loopback, PSAM pool, SQLite) vs a fastify echo floor',
@@ -89,22 +118,16 @@ export const paymentBench: BenchSuite = {
     });
     await echo.close();
 
-    // The payment server.
-    const psamProfile = loadPsamProfile(root('fixtures/profiles/psam-3des.json'));
-    const psams = Array.from({ length: psamCount }, (_, i) => issuePsamCard({ ...psamProfile, psamId: `99900290000${String(10000 + i)}`, capacity: PSAM_MAX_CAPACITY }, keys).card);
+    // The payment server, on its own thread (PURSELAB_BENCH_SAME_THREAD=1: in this thread).
     const cardProfile = { ...loadPurseProfile(root('fixtures/profiles/demo-3des.json')), maxBalance: 0xfffffff0 };
     const cards = Array.from({ length: concurrency }, (_, i) => new EmulatorChannel(issuePurseCard(cardProfile, keys, { balance: 0x7fffffff, purseNumber: String(1000 + i).padStart(10, '0') }).card));
-    const config = parsePaymentConfig(
-      { merchants: [{ id: 'BENCH-SHOP', sharedKey: KEY, variant: 'standard' }], psams: psams.map((_, i) => ({ reader: `bench:${i}` })), timeouts: { acquireMs: 10_000 } },
-      'bench',
-      dir,
-    );
-    const server = await createPaymentServer({ config, dbPath: join(dir, 'payment.db'), logLevel: false, watchPcsc: false, resolveEveryMs: 0, openPsam: async (r) => new EmulatorChannel(psams[Number(r.split(':')[1])]!) });
+    const sameThread = process.env.PURSELAB_BENCH_SAME_THREAD === '1';
+    const server = sameThread ? await startBenchServer({ psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchantId: MERCHANT }) : await inWorker(psamCount, dir);
     const merchant: DriverMerchant = { id: 'BENCH-SHOP', sharedKey: Buffer.from(KEY, 'hex'), encrypted: false };
     let failures = 0;
     let firstFailure = '';
     try {
-      const post = poster(await listen(server.app, '127.0.0.1', 0), agent);
+      const post = poster(server.url, agent);
       const one = async (w: number) => {
         const r = await buy(post, merchant, cards[w]!, { amount: 1 });
         if (r.result?.body?.status !== 'approved') {
@@ -114,14 +137,14 @@ export const paymentBench: BenchSuite = {
       };
       await drive(Math.min(400, total), concurrency, one); // warm-up
       const run = await drive(total, concurrency, one);
-      const held = server.pool.heldCount + server.service.heldLeases;
+      const held = await server.stop();
       const lat = summarize(run.samples);
       const fl = summarize(floor.samples);
       const perSec = (total * 1000) / run.elapsedMs;
       const floorPerSec = (total * 1000) / floor.elapsedMs;
       const ok = perSec >= TARGET_PER_SEC && lat.p99Ms < TARGET_P99_MS && held === 0 && failures === 0;
       if (!ctx.json) {
-        io.out(`  ${concurrency} concurrent cardholders, ${psamCount} emulated PSAMs, SQLite in ${dir}, HTTP keep-alive over loopback, ${total} purchases:`);
+        io.out(`  ${concurrency} concurrent cardholders, ${psamCount} emulated PSAMs, SQLite in ${dir}, HTTP keep-alive over loopback, server ${sameThread ? 'in the same thread' : 'in a worker thread'}, ${total} purchases:`);
         io.out(`    floor (fastify echo, 2 round trips): ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms`);
         io.out(`    payment server (standard variant):   ${fmt(perSec)} purchases/s, p50 ${fmt(lat.medianMs)} ms, p99 ${fmt(lat.p99Ms)} ms (${(floorPerSec / perSec).toFixed(2)}x the floor's time)`);
         io.out(`    failures ${failures}${firstFailure ? ` (first: ${firstFailure})` : ''}; PSAMs held after the run: ${held}`);
@@ -144,7 +167,7 @@ export const paymentBench: BenchSuite = {
       };
     } finally {
       agent.destroy();
-      await server.close();
+      await server.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   },
