@@ -12,7 +12,8 @@
 // state, whose last-load record says whether this load was credited. Nothing verifies: unresolved, retry.
 
 import { randomBytes } from 'node:crypto';
-import { LoadResult, LoadType, loadS2FieldsFromS1, loadS3FieldsFor, type LoadS1Fields } from '../../crypto/purse-mac.ts';
+import { LoadResult, LoadType } from '../../crypto/purse-mac.ts';
+import { judgeZeroValue, verifiedCredit, zeroValueMismatch } from './judge.ts';
 import { macOf, seal, verifyMacOf } from '../../protocol/envelope.ts';
 import { deriveTransactionKey, unwrapSessionKey } from '../../protocol/keys.ts';
 import {
@@ -196,12 +197,7 @@ export class LoadService {
     if (resp.result !== LoadResult.CREDITED) {
       throw conflict('RECOVERY_REQUIRED', `the card answered result ${resp.result} for load ${txnId}: send the zero-value Load Request (negative-result handling)`);
     }
-    const f = s1FieldsOfBody(row.request);
-    const expected = { newCounter: f.counter + 1, newBalance: f.balance + f.amount };
-    const ok =
-      resp.newCounter === expected.newCounter &&
-      resp.newBalance === expected.newBalance &&
-      (await this.o.issuer.verifyS3(loadS3FieldsFor(loadS2FieldsFromS1(f), resp.result, resp.newCounter, resp.newBalance), Buffer.from(resp.s3, 'hex')));
+    const ok = await verifiedCredit(this.o.issuer, s1FieldsOfBody(row.request), resp);
     if (!ok) {
       await this.o.store.log(txnId, 's3-invalid', {});
       throw unprocessable('S3_INVALID', `S3 for load ${txnId} does not verify: the result is not trusted; send the zero-value Load Request`);
@@ -218,48 +214,20 @@ export class LoadService {
     if (row.state === 'final') return this.sealOutcome(row, row.outcome!);
     if (row.state !== 's2-issued' || !row.request || !row.enquiryTxnId) throw conflict('NO_CREDIT_ISSUED', `load ${txnId} never had an S2: the card cannot have been credited (cancel it at the bank)`);
     const orig = s1FieldsOfBody(row.request);
-    const o = z.original;
-    const zv = z.zeroValue;
-    const mismatch = [
-      o.counter !== orig.counter && 'transaction counter',
-      o.cardId !== orig.cardId && 'card number',
-      (o.currency !== orig.currency || o.exponent !== orig.exponent) && 'currency/exponent',
-      (o.date !== orig.date || o.time !== orig.time) && 'date/time',
-      (zv.cardId !== orig.cardId || zv.currency !== orig.currency || zv.exponent !== orig.exponent || zv.date !== orig.date || zv.time !== orig.time) && 'zero-value request fields',
-      (zv.loadType !== LoadType.ENQUIRY || zv.amount !== 0) && 'zero-value request type/amount',
-      zv.loadTxnId.toUpperCase() !== row.enquiryTxnId && 'enquiry challenge',
-    ].filter(Boolean);
+    const mismatch = zeroValueMismatch(orig, row.enquiryTxnId, z);
     if (mismatch.length) {
       await this.o.store.log(txnId, 'recovery-rejected', { mismatch });
       throw conflict('RECOVERY_MISMATCH', `zero-value Load Request for ${txnId} rejected: ${mismatch.join(', ')} differ from the original`);
     }
     if (z.response) await this.o.store.saveResponse(txnId, z.response);
-    await this.o.store.log(txnId, 'zero-value-request', { result: z.response?.result ?? null, counter: zv.counter });
-    const s1 = Buffer.from(zv.s1, 'hex');
-    const pendingLtxid = Buffer.from(row.request.loadTxnId, 'hex');
-
-    // 1. The new S1 against the values expected if the original load had failed.
-    const ifFailed: LoadS1Fields = { ...orig, loadType: LoadType.ENQUIRY, amount: 0, loadTxnId: Buffer.from(row.enquiryTxnId, 'hex'), cardChallenge: Buffer.from(zv.cardChallenge, 'hex') };
-    const failedCheck = await this.o.issuer.verifyEnquiryS1(ifFailed, s1, pendingLtxid);
-    if (failedCheck.valid) {
-      return this.finish(row, this.outcomeOf(row, 'not-loaded', 'zero-value-failed', z.response?.result ?? -1, orig.counter));
+    await this.o.store.log(txnId, 'zero-value-request', { result: z.response?.result ?? null, counter: z.zeroValue.counter });
+    const v = await judgeZeroValue(this.o.issuer, orig, row.enquiryTxnId, z);
+    if (!v) {
+      await this.o.store.log(txnId, 'recovery-unverified', {});
+      throw unprocessable('RECOVERY_UNVERIFIED', `the zero-value S1 for ${txnId} does not verify either way: the load stays unresolved; run the recovery again`);
     }
-    // 2. Invalid: the negative result is false; rewritten to success and passed to the HSM with the original S3.
-    if (z.response) {
-      const s3f = loadS3FieldsFor(loadS2FieldsFromS1(orig), LoadResult.CREDITED, orig.counter + 1, orig.balance + orig.amount);
-      if (await this.o.issuer.verifyS3(s3f, Buffer.from(z.response.s3, 'hex'))) {
-        return this.finish(row, this.outcomeOf(row, 'loaded', 's3-rewritten', LoadResult.CREDITED, orig.counter + 1));
-      }
-    }
-    // 3. The card's own state (the answer was lost, or the card moved on since): its last-load record decides.
-    const observed = await this.o.issuer.verifyEnquiryS1(s1FieldsOfBody(zv), s1, pendingLtxid);
-    if (observed.valid) {
-      const credited = observed.credited === true && zv.lastLoadCounter === orig.counter + 1 && zv.lastLoadAmount === orig.amount;
-      if (!credited && zv.counter !== orig.counter) await this.o.store.log(txnId, 'review', { reason: 'card counter moved on since the load', from: orig.counter, to: zv.counter });
-      return this.finish(row, this.outcomeOf(row, credited ? 'loaded' : 'not-loaded', credited ? 'zero-value-credited' : 'zero-value-failed', credited ? LoadResult.CREDITED : (z.response?.result ?? -1), credited ? zv.lastLoadCounter : zv.counter));
-    }
-    await this.o.store.log(txnId, 'recovery-unverified', {});
-    throw unprocessable('RECOVERY_UNVERIFIED', `the zero-value S1 for ${txnId} does not verify either way: the load stays unresolved; run the recovery again`);
+    if (v.review) await this.o.store.log(txnId, 'review', { reason: v.review });
+    return this.finish(row, this.outcomeOf(row, v.status, v.basis, v.resultCode, v.cardCounter));
   }
 
   // -------------------------------------------------------------------------------------------
