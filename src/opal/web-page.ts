@@ -1,7 +1,9 @@
 // The cardholder's web page served by OPAL (GET / and GET /app.js): register, log in (and change the one-time
 // password), see balance and history, confirm a purchase started from a merchant's payment page
-// (/?page=URL), load from the bank. Plain HTML and a little JS over the JSON routes; the session token lives in
-// sessionStorage only; nothing is rendered as HTML from server data (textContent only).
+// (/?page=URL) with the virtual card (or see the command that pays it with a physical card in a local reader:
+// dual mode, both through the same payment server), load from the bank. Plain HTML and a little JS over the
+// JSON routes; the session token lives in sessionStorage only; nothing is rendered as HTML from server data
+// (textContent only).
 
 export const PAGE_HTML = `<!doctype html>
 <html lang="en">
@@ -69,6 +71,8 @@ export const PAGE_HTML = `<!doctype html>
  <div id="confirm-box" hidden>
   <p>Merchant <strong id="confirm-merchant"></strong> asks <strong id="confirm-amount"></strong> for <span id="confirm-description"></span>.</p>
   <button id="confirm-button">Proceed with virtual card</button> <button id="cancel-button">Cancel</button>
+  <p>Or pay with a physical card in a reader of your own (the same payment server):
+   <code id="physical-command"></code></p>
  </div>
  <h2>Load from your bank</h2>
  <form id="load-form">
@@ -146,6 +150,7 @@ async function getQuote(pageUrl) {
   $('confirm-merchant').textContent = quote.merchantId;
   $('confirm-amount').textContent = quote.shown;
   $('confirm-description').textContent = quote.description || quote.txnId;
+  $('physical-command').textContent = 'purselab pay "' + pageUrl + '" --reader READER';
   $('confirm-box').hidden = false;
 }
 

@@ -104,6 +104,7 @@ describeRig('OPAL web page in headless Chromium', state, () => {
     await page.locator('#confirm-box').waitFor({ state: 'visible' });
     expect(await page.locator('#confirm-amount').textContent()).toBe('4.20 EUR');
     expect(await page.locator('#confirm-merchant').textContent()).toBe('OPAL-SHOP');
+    expect(await page.locator('#physical-command').textContent()).toBe(`purselab pay "${payUrl}" --reader READER`);
     await snap('confirm');
     await page.click('#confirm-button');
     await expect.poll(() => message().textContent()).toMatch(/^Purchase paid/);
