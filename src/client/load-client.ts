@@ -102,7 +102,15 @@ async function relayToBank(statusUrl: string, bankUrl: string, txnId: string, ou
 }
 
 /** The negative-result handling on the card: a zero-value Load Request with the enquiry challenge, judged by the load server. */
-async function zeroValueRecovery(card: CardChannel, issuer: RemoteLoadIssuer, original: LoadRequest, progress: (l: string) => void): Promise<LoadOutcomeMessage> {
+type Outcome = NonNullable<RemoteLoadIssuer['outcome']>;
+
+/** A bank load's outcome carries the sealed Load Result. */
+function forBank(o: Outcome): LoadOutcomeMessage {
+  if (!o.loadResult) throw new PurselabError('NO_LOAD_RESULT', 'the load server gave no sealed Load Result');
+  return o as LoadOutcomeMessage;
+}
+
+export async function zeroValueRecovery(card: CardChannel, issuer: RemoteLoadIssuer, original: LoadRequest, progress: (l: string) => void): Promise<Outcome> {
   if (!issuer.enquiryTxnId) throw new PurselabError('NO_ENQUIRY_CHALLENGE', 'no enquiry challenge from the load server');
   progress('  zero-value Load Request (new S1) to settle the outcome');
   const challenge = Buffer.from(issuer.enquiryTxnId, 'hex');
@@ -147,7 +155,7 @@ export async function internetLoad(card: CardChannel, o: InternetLoadOptions): P
 
   let outcome: LoadOutcomeMessage;
   try {
-    outcome = await runCardLoad(card, issuer, q, say);
+    outcome = forBank(await runCardLoad(card, issuer, q, say));
   } catch (e) {
     if (e instanceof CancelHold) {
       const hold = await bank.post<HoldStatus>(`/v1/loads/${a.txnId}/cancel`);
@@ -159,10 +167,11 @@ export async function internetLoad(card: CardChannel, o: InternetLoadOptions): P
   return finish(card, o.bankUrl, a.statusUrl, a.txnId, outcome, base, retry, say);
 }
 
-class CancelHold extends PurselabError {}
+/** The load was refused before any S2: nothing can be credited (the caller gives the hold or claim back). */
+export class CancelHold extends PurselabError {}
 
 /** The card side: S1 -> S2 -> CREDIT -> S3, and the zero-value request whenever the result is not a verified credit. */
-async function runCardLoad(card: CardChannel, issuer: RemoteLoadIssuer, q: LoadRequest, say: (l: string) => void): Promise<LoadOutcomeMessage> {
+export async function runCardLoad(card: CardChannel, issuer: RemoteLoadIssuer, q: LoadRequest, say: (l: string) => void): Promise<Outcome> {
   try {
     const r = await runLoad(card, issuer, q);
     say(`card: CREDIT FOR LOAD -> result ${r.resultText}, S3 ${r.s3Verified ? 'verified by the issuer' : 'not accepted as a credit'}`);
@@ -239,7 +248,7 @@ export async function resumeInternetLoad(card: CardChannel, o: { bankUrl: string
     issuer.enquiryTxnId = progress.enquiryTxnId;
     issuer.original = { cardId: purse.cardId, counter: progress.counter, currency: progress.currency, exponent: progress.exponent, date: progress.date, time: progress.time };
     const q: LoadRequest = { amount: progress.amount, currency: progress.currency, exponent: progress.exponent, date: progress.date, time: progress.time, loadTxnId: Buffer.from(txnId, 'hex') };
-    const outcome = await zeroValueRecovery(card, issuer, q, say);
+    const outcome = forBank(await zeroValueRecovery(card, issuer, q, say));
     return finish(card, bankUrl, statusUrl, txnId, outcome, base, retry, say);
   }
   const bank = await BankSession.login(bankUrl, o.user, o.password, retry);

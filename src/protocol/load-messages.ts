@@ -395,3 +395,35 @@ export const ZERO_VALUE_REQUEST_SCHEMA = {
     response: CARD_LOAD_RESPONSE_SCHEMA,
   },
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Re-credit of a failed purchase (seed 003 L311): the payment server's RecreditClaim (payment-messages.ts,
+// sealed with issuerLinkKey) is executed with the normal load commands, once per paymentId, apart from loads.
+//   POST {loadServer}/v1/recredit { claim }                 -> RecreditTicket (the LTXID and time stamp)
+//   POST {loadServer}/v1/recredit/:paymentId/s1 { request } -> CreditIep (S2; no session MAC: no bank here)
+//   POST {loadServer}/v1/recredit/:paymentId/response       -> RecreditOutcome
+//   POST {loadServer}/v1/recredit/:paymentId/recovery       -> RecreditOutcome (zero-value request)
+
+export interface RecreditTicket {
+  readonly paymentId: string;
+  /** 16 hex digits: the LTXID of the re-credit's INITIALIZE FOR LOAD. */
+  readonly recreditId: string;
+  readonly state: 'claimed' | 's2-issued' | 'credited';
+  readonly amount: number;
+  readonly currency: number;
+  readonly exponent: number;
+  readonly date: string;
+  readonly time: string;
+  /** Masked card number the claim is for. */
+  readonly card: string;
+  /** With s2-issued: the enquiry challenge of the zero-value request and the card counter of the S1. */
+  readonly enquiryTxnId?: string;
+  readonly counter?: number;
+}
+
+export interface RecreditOutcome {
+  readonly paymentId: string;
+  readonly txnId: string;
+  readonly status: LoadStatus;
+  readonly basis: LoadBasis;
+}

@@ -6,6 +6,7 @@
 //   GET  /v1/loads/:txnId               progress, to resume an unfinished load
 //   GET  /v1/loads/:txnId/result        the sealed Load Result of a final load
 //   POST /v1/bank/loads/:txnId/status   the bank's cancel / timeout query (MACed)
+//   POST /v1/recredit[/:paymentId/s1|response|recovery], GET /v1/recredit/:paymentId   re-credit (recredit.ts)
 //   GET  /v1/health
 
 import type { FastifyInstance } from 'fastify';
@@ -17,10 +18,13 @@ import {
   ZERO_VALUE_REQUEST_SCHEMA,
   type BankStatusQuery,
   type CardLoadResponse,
+  type LoadRequestBody,
   type LoadRequestMessage,
   type ZeroValueLoadRequest,
 } from '../../protocol/load-messages.ts';
+import { ENVELOPE_SCHEMA, type Envelope } from '../../protocol/envelope.ts';
 import { createServerApp } from '../app.ts';
+import type { RecreditService } from './recredit.ts';
 import type { LoadService } from './service.ts';
 
 const TXN_PARAMS = { type: 'object', additionalProperties: false, required: ['txnId'], properties: { txnId: TXN_ID_SCHEMA } } as const;
@@ -28,8 +32,8 @@ const HEX16 = { type: 'string', pattern: '^[0-9a-fA-F]{16}$' } as const;
 
 export interface LoadAppOptions {
   readonly service: LoadService;
-  /** More routes on the same app (the re-credit of recredit.ts). */
-  readonly routes?: (app: FastifyInstance) => void;
+  /** Re-credits of failed purchases (when the configuration has an issuerLinkKey). */
+  readonly recredit?: RecreditService | undefined;
   readonly logLevel?: string | false;
   readonly logStream?: NodeJS.WritableStream;
 }
@@ -88,6 +92,20 @@ export function createLoadApp(options: LoadAppOptions): FastifyInstance {
     async (req) => s.bankStatus(req.params.txnId, req.body),
   );
 
-  options.routes?.(app);
+  const r = options.recredit;
+  if (r) {
+    const PID = { type: 'object', additionalProperties: false, required: ['paymentId'], properties: { paymentId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } } } as const;
+    app.post<{ Body: { claim: Envelope } }>('/v1/recredit', { schema: { body: { type: 'object', additionalProperties: false, required: ['claim'], properties: { claim: ENVELOPE_SCHEMA } } } }, async (req) => r.claim(req.body.claim));
+    app.get<{ Params: { paymentId: string } }>('/v1/recredit/:paymentId', { schema: { params: PID } }, async (req) => r.get(req.params.paymentId));
+    app.post<{ Params: { paymentId: string }; Body: { request: LoadRequestBody } }>(
+      '/v1/recredit/:paymentId/s1',
+      { schema: { params: PID, body: { type: 'object', additionalProperties: false, required: ['request'], properties: { request: LOAD_REQUEST_BODY_SCHEMA } } } },
+      async (req) => r.s1(req.params.paymentId, req.body.request),
+    );
+    app.post<{ Params: { paymentId: string }; Body: CardLoadResponse }>('/v1/recredit/:paymentId/response', { schema: { params: PID, body: CARD_LOAD_RESPONSE_SCHEMA } }, async (req) => r.response(req.params.paymentId, req.body));
+    app.post<{ Params: { paymentId: string }; Body: ZeroValueLoadRequest }>('/v1/recredit/:paymentId/recovery', { schema: { params: PID, body: ZERO_VALUE_REQUEST_SCHEMA } }, async (req) =>
+      r.recovery(req.params.paymentId, req.body),
+    );
+  }
   return app;
 }

@@ -10,6 +10,7 @@ import { createLoadApp } from './app.ts';
 import type { LoadServerConfig } from './config.ts';
 import { CRASH_POINTS, LoadService, type CrashPoint } from './service.ts';
 import { SqliteLoadStore } from './store.ts';
+import { RecreditService } from './recredit.ts';
 
 export const CRASH_ENV = 'PURSELAB_LOAD_CRASH_AT';
 
@@ -63,7 +64,8 @@ export async function createLoadServer(o: LoadServerOptions): Promise<LoadServer
     },
     log: (event, detail) => app?.log.info(detail, event),
   });
-  app = createLoadApp({ service, logLevel: o.logLevel ?? 'info', ...(o.logStream ? { logStream: o.logStream } : {}) });
+  const recredit = o.config.issuerLinkKey ? new RecreditService({ store, issuer, issuerLinkKey: o.config.issuerLinkKey, log: (event, detail) => app?.log.info(detail, event) }) : undefined;
+  app = createLoadApp({ service, recredit, logLevel: o.logLevel ?? 'info', ...(o.logStream ? { logStream: o.logStream } : {}) });
   return {
     app,
     service,

@@ -49,11 +49,26 @@ export interface Settlement {
   readonly settledAt: string;
 }
 
+/** claimed: accepted, no S2 out; s2-issued: the card may be credited; credited: done (once per paymentId). */
+export type RecreditState = 'claimed' | 's2-issued' | 'credited';
+
 export interface RecreditRow {
   readonly paymentId: string;
-  readonly state: 'claimed' | 'credited' | 'refused';
+  /** The LTXID of the re-credit's load commands (16 hex digits). */
+  readonly recreditId: string;
+  readonly state: RecreditState;
+  readonly cardId: string;
   readonly amount: number;
-  readonly detail: string;
+  readonly currency: number;
+  readonly exponent: number;
+  readonly date: string;
+  readonly time: string;
+  /** The opened RecreditClaim. */
+  readonly claim: unknown;
+  readonly request: LoadRequestBody | undefined;
+  readonly s2: string | undefined;
+  readonly enquiryTxnId: string | undefined;
+  readonly outcome: { status: string; basis: string } | undefined;
 }
 
 export interface LoadStore {
@@ -70,10 +85,13 @@ export interface LoadStore {
   log(txnId: string, event: string, detail: unknown): Promise<void>;
   logOf(txnId: string): Promise<{ event: string; detail: unknown; at: string }[]>;
   settlements(): Promise<Settlement[]>;
-  /** Claim a re-credit once per paymentId: false when that paymentId was already claimed. */
-  claimRecredit(paymentId: string, amount: number, detail: unknown): Promise<boolean>;
-  finishRecredit(paymentId: string, state: 'credited' | 'refused', detail: unknown): Promise<void>;
+  /** Record a re-credit claim once per paymentId; false (nothing changed) when that paymentId was claimed before. */
+  claimRecredit(r: Omit<RecreditRow, 'state' | 'request' | 's2' | 'enquiryTxnId' | 'outcome'>): Promise<boolean>;
   getRecredit(paymentId: string): Promise<RecreditRow | undefined>;
+  /** claimed -> s2-issued with the S1 request (saved before S2 leaves). False when not 'claimed'. */
+  recreditS2(paymentId: string, request: LoadRequestBody, s2: string, enquiryTxnId: string): Promise<boolean>;
+  /** s2-issued -> credited (final) or back to claimed (the card was proven not credited: may be tried again). */
+  recreditOutcome(paymentId: string, credited: boolean, outcome: { status: string; basis: string }): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -120,9 +138,20 @@ export const LOAD_MIGRATIONS: readonly Migration[] = [
       );
       CREATE TABLE load_recredits (
         payment_id TEXT PRIMARY KEY,
-        state TEXT NOT NULL CHECK (state IN ('claimed', 'credited', 'refused')),
+        recredit_id TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('claimed', 's2-issued', 'credited')),
+        card_id TEXT NOT NULL,
         amount INTEGER NOT NULL,
-        detail TEXT NOT NULL,
+        currency INTEGER NOT NULL,
+        exponent INTEGER NOT NULL,
+        date TEXT NOT NULL,
+        time TEXT NOT NULL,
+        claim TEXT NOT NULL,
+        request TEXT,
+        s2 TEXT,
+        enquiry_txn_id TEXT,
+        response TEXT,
+        outcome TEXT,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
       );
@@ -260,21 +289,50 @@ export class SqliteLoadStore implements LoadStore {
     return rows.map((r) => ({ txnId: r.txn_id, bankId: r.bank_id, amount: r.amount, currency: r.currency, exponent: r.exponent, settledAt: r.settled_at }));
   }
 
-  async claimRecredit(paymentId: string, amount: number, detail: unknown): Promise<boolean> {
+  async claimRecredit(r: Omit<RecreditRow, 'state' | 'request' | 's2' | 'enquiryTxnId' | 'outcome'>): Promise<boolean> {
     const now = this.now();
-    const r = this.db
-      .prepare(`INSERT INTO load_recredits (payment_id, state, amount, detail, created_at, updated_at) VALUES (?, 'claimed', ?, ?, ?, ?) ON CONFLICT (payment_id) DO NOTHING`)
-      .run(paymentId, amount, JSON.stringify(detail ?? null), now, now);
-    return r.changes === 1;
-  }
-
-  async finishRecredit(paymentId: string, state: 'credited' | 'refused', detail: unknown): Promise<void> {
-    this.db.prepare(`UPDATE load_recredits SET state = ?, detail = ?, updated_at = ? WHERE payment_id = ?`).run(state, JSON.stringify(detail ?? null), this.now(), paymentId);
+    const res = this.db
+      .prepare(
+        `INSERT INTO load_recredits (payment_id, recredit_id, state, card_id, amount, currency, exponent, date, time, claim, created_at, updated_at)
+         VALUES (?, ?, 'claimed', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payment_id) DO NOTHING`,
+      )
+      .run(r.paymentId, r.recreditId, r.cardId, r.amount, r.currency, r.exponent, r.date, r.time, JSON.stringify(r.claim), now, now);
+    return res.changes === 1;
   }
 
   async getRecredit(paymentId: string): Promise<RecreditRow | undefined> {
-    const r = this.db.prepare('SELECT payment_id, state, amount, detail FROM load_recredits WHERE payment_id = ?').get(paymentId) as { payment_id: string; state: RecreditRow['state']; amount: number; detail: string } | undefined;
-    return r ? { paymentId: r.payment_id, state: r.state, amount: r.amount, detail: r.detail } : undefined;
+    const r = this.db.prepare('SELECT * FROM load_recredits WHERE payment_id = ?').get(paymentId) as Record<string, string | number | null> | undefined;
+    if (!r) return undefined;
+    return {
+      paymentId: r.payment_id as string,
+      recreditId: r.recredit_id as string,
+      state: r.state as RecreditState,
+      cardId: r.card_id as string,
+      amount: r.amount as number,
+      currency: r.currency as number,
+      exponent: r.exponent as number,
+      date: r.date as string,
+      time: r.time as string,
+      claim: JSON.parse(r.claim as string) as unknown,
+      request: parse(r.request as string | null),
+      s2: (r.s2 as string | null) ?? undefined,
+      enquiryTxnId: (r.enquiry_txn_id as string | null) ?? undefined,
+      outcome: parse(r.outcome as string | null),
+    };
+  }
+
+  async recreditS2(paymentId: string, request: LoadRequestBody, s2: string, enquiryTxnId: string): Promise<boolean> {
+    const r = this.db
+      .prepare(`UPDATE load_recredits SET state = 's2-issued', request = ?, s2 = ?, enquiry_txn_id = ?, updated_at = ? WHERE payment_id = ? AND state = 'claimed'`)
+      .run(JSON.stringify(request), s2, enquiryTxnId, this.now(), paymentId);
+    return r.changes === 1;
+  }
+
+  async recreditOutcome(paymentId: string, credited: boolean, outcome: { status: string; basis: string }): Promise<boolean> {
+    const r = this.db
+      .prepare(`UPDATE load_recredits SET state = ?, outcome = ?, updated_at = ? WHERE payment_id = ? AND state = 's2-issued'`)
+      .run(credited ? 'credited' : 'claimed', JSON.stringify(outcome), this.now(), paymentId);
+    return r.changes === 1;
   }
 
   async close(): Promise<void> {

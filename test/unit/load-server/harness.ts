@@ -16,6 +16,7 @@ import { createLoadApp } from '../../../src/server/load/app.ts';
 import { loadLoadConfig } from '../../../src/server/load/config.ts';
 import { LoadService, type CrashPoint } from '../../../src/server/load/service.ts';
 import { SqliteLoadStore } from '../../../src/server/load/store.ts';
+import { RecreditService } from '../../../src/server/load/recredit.ts';
 import type { LoadIssuer } from '../../../src/terminal/load.ts';
 import { readPurse } from '../../../src/terminal/purse.ts';
 import { CARD_PROFILES, newCard, repoPath, type TestCard } from '../psam/helpers.ts';
@@ -70,7 +71,8 @@ export async function startWorld(issuer: LoadIssuer, options: { cardBalance?: nu
         }
       },
     });
-    loadApp = createLoadApp({ service: w.loadService, logLevel: false });
+    const recredit = new RecreditService({ store: w.loadStore, issuer, issuerLinkKey: LOAD_CONFIG.issuerLinkKey! });
+    loadApp = createLoadApp({ service: w.loadService, recredit, logLevel: false });
     w.loadUrl = await listen(loadApp, '127.0.0.1', port);
     port = Number(new URL(w.loadUrl).port);
   };
