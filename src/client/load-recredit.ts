@@ -17,6 +17,8 @@ export interface RecreditResult {
   readonly status: 'credited' | 'not-credited' | 'refused';
   readonly basis: string;
   readonly amount: number;
+  readonly currency: number;
+  readonly exponent: number;
   readonly balanceBefore: number;
   readonly balance: number;
   readonly card: string;
@@ -28,7 +30,7 @@ export async function recreditCard(card: CardChannel, o: { loadServer: string; c
   const base = o.loadServer.replace(/\/+$/, '');
   const purse = await readPurse(card);
   const t = await requestWithRetry<RecreditTicket>(`${base}/v1/recredit`, { body: { claim: o.claim } }, retry);
-  const done = (status: RecreditResult['status'], basis: string, balance: number): RecreditResult => ({ paymentId: t.paymentId, status, basis, amount: t.amount, balanceBefore: purse.balance, balance, card: maskCardId(purse.cardId) });
+  const done = (status: RecreditResult['status'], basis: string, balance: number): RecreditResult => ({ paymentId: t.paymentId, status, basis, amount: t.amount, currency: t.currency, exponent: t.exponent, balanceBefore: purse.balance, balance, card: maskCardId(purse.cardId) });
   say(`re-credit of payment ${t.paymentId}: ${showAmount(t.amount, t.currency, t.exponent)} onto card ${t.card} (${t.state})`);
   if (t.state === 'credited') return done('credited', 'already credited', purse.balance);
   if (maskCardId(purse.cardId) !== t.card) throw new PurselabError('WRONG_CARD', `the claim is for card ${t.card}, this is ${maskCardId(purse.cardId)}`);

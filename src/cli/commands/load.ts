@@ -6,7 +6,10 @@
 import { createInterface } from 'node:readline/promises';
 import { internetLoad, LoadUnfinishedError, resumeInternetLoad, type InternetLoadResult, type LoadOffer } from '../../client/load-client.ts';
 import { PurselabError } from '../../errors.ts';
-import { showAmount } from '../../terminal/amount.ts';
+import { formatAmount, showAmount } from '../../terminal/amount.ts';
+import { recreditCard } from '../../client/load-recredit.ts';
+import { readJsonFile } from '../../json-file.ts';
+import type { Envelope } from '../../protocol/envelope.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openChannel } from '../../transport/open.ts';
 import { parseCommandArgs, requireOption, UsageError, type CliCommand, type CliIo } from '../command.ts';
@@ -38,12 +41,31 @@ function human(r: InternetLoadResult): string[] {
   }
 }
 
+/** `--recredit FILE`: the claim of `purselab payment recredit --json` ({ claim }) or the bare envelope. */
+async function recreditFromFile(loadServer: string, reader: string, file: string, json: boolean, io: CliIo): Promise<number> {
+  const raw = readJsonFile(file, (why) => {
+    throw new UsageError(`--recredit ${file}: ${why}`);
+  }) as { claim?: Envelope } & Partial<Envelope>;
+  const claim = raw?.claim ?? (raw as Envelope);
+  if (!claim || typeof claim.iv !== 'string' || typeof claim.ct !== 'string' || typeof claim.mac !== 'string') throw new UsageError(`--recredit ${file}: no sealed claim ({ iv, ct, mac }) in it`);
+  const card = await openChannel(reader);
+  try {
+    const r = await recreditCard(card, { loadServer, claim, progress: (l) => (json ? undefined : io.err(l)) });
+    if (json) io.out(JSON.stringify({ ok: r.status === 'credited', ...r }, null, 2));
+    else io.out(`load: re-credit of payment ${r.paymentId} ${r.status} (${r.basis}); card ${r.card} balance ${showAmount(r.balance, r.currency, r.exponent)} (was ${formatAmount(r.balanceBefore, r.exponent)})`);
+    return r.status === 'credited' ? 0 : 1;
+  } finally {
+    await card.close();
+  }
+}
+
 export const loadCommand: CliCommand = {
   name: 'load',
   summary: 'client: load value onto the card in a reader from a bank account (bank + load server with the issuer HSM)',
   help: [
     'Usage: purselab load BANKURL --reader NAME --amount AMOUNT [--yes] [--user U] [--password P] [--json]',
     '       purselab load BANKURL --reader NAME --resume TXN [--user U] [--password P] [--json]',
+    '       purselab load LOADSERVERURL --reader NAME --recredit CLAIMFILE [--json]',
     '',
     'Loads value onto a purse card over the Internet (seed 003 FIG. 17, docs/bank-and-load-server.md): logs in at',
     'the bank, reads the card\'s balance and maximum, shows the load screen (max load = maximum - balance) and asks',
@@ -60,6 +82,8 @@ export const loadCommand: CliCommand = {
     '  --user U           bank login (default: $USER)',
     `  --password P       bank password (default: $${BANK_PASSWORD_ENV}; prefer the variable over the command line)`,
     '  --resume TXN       finish the load TXN that was cut off (no --amount)',
+    '  --recredit FILE    re-credit a failed purchase: FILE is the sealed claim of `purselab payment recredit --json`',
+    '                     (or the bare envelope); the URL is then the issuer\'s load server; once per payment',
     '  --json             machine-readable result (amounts in minor units)',
     '',
     'Exit status: 0 loaded; 1 not loaded (refused, cancelled) or unfinished (the message says how to resume).',
@@ -76,6 +100,7 @@ export const loadCommand: CliCommand = {
       user: { type: 'string' },
       password: { type: 'string' },
       resume: { type: 'string' },
+      recredit: { type: 'string' },
       json: { type: 'boolean', default: false },
     });
     if (positionals.length !== 1) throw new UsageError('give exactly one BANKURL (the bank server), e.g. purselab load http://127.0.0.1:8400 --reader NAME --amount 20.00');
@@ -87,6 +112,7 @@ export const loadCommand: CliCommand = {
       throw new UsageError(`BANKURL must be an http(s) URL, got '${bankUrl}'`);
     }
     const reader = requireOption(values.reader, '--reader NAME', 'purselab readers lists them; emu:PATH for a card image');
+    if (values.recredit !== undefined) return recreditFromFile(bankUrl, reader, values.recredit, values.json === true, io);
     if (values.resume !== undefined && !/^[0-9A-Fa-f]{16}$/.test(values.resume)) throw new UsageError('--resume takes the 16-hex-digit load id printed when the load was cut off');
     if (values.resume !== undefined && values.amount !== undefined) throw new UsageError('--resume takes no --amount');
     if (values.resume === undefined && values.amount === undefined) throw new UsageError('--amount is required, e.g. --amount 20.00');
