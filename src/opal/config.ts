@@ -29,9 +29,11 @@ export interface OpalConfig {
   readonly mailDir: string;
   /** Environment variable holding the operator token for re-credits (absent: re-credit disabled). */
   readonly adminTokenEnv: string | undefined;
+  /** Environment variable holding the key shared with the payment server that seals its RecreditClaims (hex). */
+  readonly issuerLinkKeyEnv: string | undefined;
 }
 
-const FIELDS = ['$comment', 'issuers', 'scrypt', 'lockout', 'sessionSeconds', 'mailDir', 'adminTokenEnv'];
+const FIELDS = ['$comment', 'issuers', 'scrypt', 'lockout', 'sessionSeconds', 'mailDir', 'adminTokenEnv', 'issuerLinkKeyEnv'];
 
 export function parseOpalConfig(json: unknown, source: string, baseDir: string): OpalConfig {
   const { fail, known, int, digits, text } = fieldChecker((field, message) => {
@@ -80,7 +82,8 @@ export function parseOpalConfig(json: unknown, source: string, baseDir: string):
   const sessionSeconds = int(json, 'sessionSeconds', '', 30, 86_400, 1800);
   const mailDir = resolve(baseDir, text(json, 'mailDir') ?? 'opal-mail');
   const adminTokenEnv = text(json, 'adminTokenEnv');
-  return { issuers, scrypt, lockout, sessionSeconds, mailDir, adminTokenEnv };
+  const issuerLinkKeyEnv = text(json, 'issuerLinkKeyEnv');
+  return { issuers, scrypt, lockout, sessionSeconds, mailDir, adminTokenEnv, issuerLinkKeyEnv };
 }
 
 export function loadOpalConfig(path: string): OpalConfig {

@@ -18,7 +18,9 @@ export type OpalErrorCode =
   | 'OPAL_PASSWORD_CHANGE_REQUIRED' // first login with the one-time password: change it first
   | 'OPAL_PASSWORD_POLICY' // the new password is not acceptable
   | 'OPAL_SESSION_INVALID' // unknown or expired session token
-  | 'OPAL_BIN_UNKNOWN'; // no issuer with that BIN on this server
+  | 'OPAL_BIN_UNKNOWN' // no issuer with that BIN on this server
+  | 'OPAL_RECREDIT' // a re-credit that is not allowed (not debited, already credited, a claim that does not verify)
+  | 'OPAL_RESUME'; // a load that cannot be resumed (not interrupted, no transaction id)
 
 export class OpalError extends PurselabError {
   declare readonly code: OpalErrorCode;

@@ -62,6 +62,19 @@ export class HistoryStore {
     this.upd[table].run(status, await this.seal(cardId, detail), id, cardId);
   }
 
+  /** Re-seal a row's detail, keeping its status (a flow recording what it learnt, e.g. the load's txn id). */
+  async note(table: HistoryTable, id: number, cardId: string, status: string, detail: Record<string, unknown>): Promise<void> {
+    this.upd[table].run(status, await this.seal(cardId, detail), id, cardId);
+  }
+
+  /** Rows still 'started' (their flow was cut by a crash), opened in the HSM. */
+  async unfinished(table: HistoryTable): Promise<Array<HistoryEntry & { cardId: string }>> {
+    const rows = this.db.prepare(`SELECT * FROM ${TABLES[table]} WHERE status = 'started' ORDER BY id`).all() as DbRow[];
+    const out: Array<HistoryEntry & { cardId: string }> = [];
+    for (const row of rows) out.push({ ...(await this.decode(table, row)), cardId: row.card_id });
+    return out;
+  }
+
   async get(table: HistoryTable, id: number, cardId: string): Promise<HistoryEntry> {
     const row = this.one[table].get(id, cardId) as DbRow | undefined;
     if (!row) throw new OpalError('OPAL_CARD_NOT_FOUND', `no ${table} ${id} on this card`);

@@ -9,8 +9,20 @@ import type { CommandApdu } from '../apdu/command.ts';
 import type { ResponseApdu } from '../apdu/response.ts';
 import type { CardChannel, CardProtocol, TransmitOptions } from '../transport/channel.ts';
 import { EmulatorChannel } from '../transport/emulator-channel.ts';
+import { IepIns } from '../crypto/purse-apdu.ts';
 import { maskCardId } from '../terminal/amount.ts';
 import type { CardSession, ConnectOptions, VirtualCardStore } from './card-store.ts';
+import type { CrashHook } from './crash.ts';
+
+export interface PseudoReaderOptions extends ConnectOptions {
+  /** Test-only fault injection around the save of a DEBIT / CREDIT FOR LOAD (src/opal/crash.ts). */
+  readonly crash?: CrashHook | undefined;
+  /** Awaited before each command reaches the card (a flow storing what it learnt before the card moves value). */
+  readonly beforeCommand?: (() => Promise<void>) | undefined;
+}
+
+/** The value-moving commands whose save a crash test cuts. */
+const CRASH_NAMES: Partial<Record<number, 'debit' | 'credit'>> = { [IepIns.DEBIT]: 'debit', [IepIns.CREDIT_FOR_LOAD]: 'credit' };
 
 export class PseudoReader implements CardChannel {
   readonly readerName: string;
@@ -18,7 +30,11 @@ export class PseudoReader implements CardChannel {
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor(readonly session: CardSession) {
+  constructor(
+    readonly session: CardSession,
+    private readonly crash?: CrashHook,
+    private readonly beforeCommand?: () => Promise<void>,
+  ) {
     this.readerName = `OPAL pseudo reader (${maskCardId(session.cardId)})`;
     this.emulator = new EmulatorChannel(session.card, { readerName: this.readerName });
   }
@@ -35,14 +51,19 @@ export class PseudoReader implements CardChannel {
 
   transmit(command: CommandApdu, options: TransmitOptions = {}): Promise<ResponseApdu> {
     return this.serial(async () => {
+      await this.beforeCommand?.();
       const r = await this.emulator.transmit(command, options);
+      const name = this.crash ? CRASH_NAMES[command.ins] : undefined;
+      if (name) this.crash!(`${name}-before-save`);
       await this.session.saveIfChanged();
+      if (name) this.crash!(`${name}-after-save`);
       return r;
     });
   }
 
   transmitRaw(bytes: Uint8Array): Promise<Buffer> {
     return this.serial(async () => {
+      await this.beforeCommand?.();
       const r = await this.emulator.transmitRaw(bytes);
       await this.session.saveIfChanged();
       return r;
@@ -78,12 +99,12 @@ export class PseudoReader implements CardChannel {
 }
 
 /** Connect to a stored virtual card and put a pseudo reader in front of it; close() releases the card. */
-export async function openPseudoReader(store: VirtualCardStore, cardId: string, options: ConnectOptions = {}): Promise<PseudoReader> {
-  return new PseudoReader(await store.connect(cardId, options));
+export async function openPseudoReader(store: VirtualCardStore, cardId: string, options: PseudoReaderOptions = {}): Promise<PseudoReader> {
+  return new PseudoReader(await store.connect(cardId, options), options.crash, options.beforeCommand);
 }
 
 /** Run fn with a pseudo reader on the card and close it whatever happens. */
-export async function withPseudoReader<T>(store: VirtualCardStore, cardId: string, fn: (reader: PseudoReader) => Promise<T>, options: ConnectOptions = {}): Promise<T> {
+export async function withPseudoReader<T>(store: VirtualCardStore, cardId: string, fn: (reader: PseudoReader) => Promise<T>, options: PseudoReaderOptions = {}): Promise<T> {
   const reader = await openPseudoReader(store, cardId, options);
   try {
     return await fn(reader);

@@ -69,4 +69,14 @@ export const OPAL_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX opal_recredits_card ON opal_recredits (card_id, id);
     `,
   },
+  {
+    version: 2,
+    name: 'recredit claims of the payment server (one re-credit per payment id)',
+    up: `
+      CREATE TABLE opal_recredit_claims (
+        payment_id TEXT PRIMARY KEY,
+        recredit_id INTEGER NOT NULL REFERENCES opal_recredits (id)
+      );
+    `,
+  },
 ];

@@ -10,22 +10,28 @@
 //   POST /v1/purchase/quote  { pageUrl } -> the merchant's amount and the card's balance
 //   POST /v1/purchase        { pageUrl, amount, txnId? } -> payAtMerchant over the pseudo reader
 //   POST /v1/load            { bankUrl, bankUser, bankPassword, amount } -> internetLoad over the pseudo reader
+//   POST /v1/load/resume     { loadId, bankUser, bankPassword } -> finish an interrupted load (resumeInternetLoad)
 //   POST /v1/admin/recredit  { cardId, purchaseId, reason } with header x-opal-admin-token
+//   POST /v1/admin/recredit-claim  { claim } (the payment server's sealed RecreditClaim) with the admin header
+//   GET  /v1/admin/recovery  what the restart recovery marked interrupted (admin header)
 
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Hsm } from '../../hsm-bridge/hsm.ts';
 import { paymentOps } from '../../hsm-bridge/payment.ts';
 import { PurselabError } from '../errors.ts';
+import type { Envelope } from '../protocol/envelope.ts';
+import { OpalError } from './errors.ts';
 import { createServerApp, HttpError, listen } from '../server/app.ts';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite.ts';
 import { maskCardId } from '../terminal/amount.ts';
 import { VirtualCardStore } from './card-store.ts';
 import type { OpalConfig } from './config.ts';
+import { killAt, type OpalCrashPoint } from './crash.ts';
 import { HistoryStore } from './history.ts';
 import { DirectoryMailer, type Mailer } from './mail.ts';
 import { OPAL_COMPONENT, OPAL_MIGRATIONS } from './schema.ts';
-import { OpalService } from './service.ts';
+import { OpalService, type RecoveryFinding } from './service.ts';
 import { UserStore, type UserRow } from './users.ts';
 import { PAGE_HTML, PAGE_JS } from './web-page.ts';
 
@@ -42,12 +48,18 @@ export interface OpalServerOptions {
   readonly adminToken?: string;
   /** Test hook of the card store (crash between seal and write). */
   readonly beforeCardWrite?: (cardId: string, version: number) => void | Promise<void>;
+  /** Test-only: SIGKILL this process at a crash point (PURSELAB_OPAL_CRASH_AT). */
+  readonly crashAt?: OpalCrashPoint | undefined;
+  /** The payment server's re-credit claim key (default: hex in the env var the config names). */
+  readonly issuerLinkKey?: Buffer;
 }
 
 export interface OpalServer {
   readonly app: FastifyInstance;
   readonly service: OpalService;
   readonly db: SqliteDatabase;
+  /** What the start-up recovery marked interrupted (flows a crash cut). */
+  readonly recovered: readonly RecoveryFinding[];
   listen(host?: string, port?: number): Promise<string>;
   close(): Promise<void>;
 }
@@ -66,6 +78,8 @@ const STATUS: Record<string, number> = {
   OPAL_BIN_UNKNOWN: 400,
   OPAL_CARD_NOT_FOUND: 404,
   OPAL_RECORD_TAMPERED: 500,
+  OPAL_RECREDIT: 409,
+  OPAL_RESUME: 409,
 };
 
 const str = (min: number, max: number, pattern?: string) => ({ type: 'string', minLength: min, maxLength: max, ...(pattern ? { pattern } : {}) });
@@ -80,8 +94,17 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
   const cards = new VirtualCardStore({ db, ops, ...(o.beforeCardWrite ? { beforeWrite: o.beforeCardWrite } : {}) });
   const users = new UserStore({ db, hsm, ops, scrypt: config.scrypt, lockout: config.lockout, sessionSeconds: config.sessionSeconds });
   const history = new HistoryStore(db, ops);
-  const service = new OpalService({ config, hsm, ops, cards, users, history, mailer: o.mailer ?? new DirectoryMailer(config.mailDir), log: app.log });
+  const linkHex = config.issuerLinkKeyEnv ? process.env[config.issuerLinkKeyEnv] : undefined;
+  if (linkHex !== undefined && !/^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{48})$/.test(linkHex)) throw new OpalError('OPAL_CONFIG', `${config.issuerLinkKeyEnv} must hold the issuer link key as 32 or 48 hex digits`);
+  const issuerLinkKey = o.issuerLinkKey ?? (linkHex ? Buffer.from(linkHex, 'hex') : undefined);
+  const service = new OpalService({ config, hsm, ops, cards, users, history, mailer: o.mailer ?? new DirectoryMailer(config.mailDir), log: app.log, crash: killAt(o.crashAt), issuerLinkKey });
   const adminToken = o.adminToken ?? (config.adminTokenEnv ? process.env[config.adminTokenEnv] : undefined);
+  const recovered = await service.recoverInterrupted();
+  const requireAdmin = (req: FastifyRequest): void => {
+    const given = req.headers['x-opal-admin-token'];
+    const h = (v: string) => createHash('sha256').update(v).digest();
+    if (!adminToken || typeof given !== 'string' || !timingSafeEqual(h(given), h(adminToken))) throw new HttpError(403, 'OPAL_ADMIN', 'this operator call needs the operator token (header x-opal-admin-token)');
+  };
 
   // OPAL errors get their HTTP status; the app's error handler does the rest.
   const run = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -167,11 +190,30 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
       { schema: body({ cardId: str(16, 16, '^[0-9]{16}$'), purchaseId: { type: 'integer', minimum: 1 }, reason: str(3, 200) }, ['cardId', 'purchaseId', 'reason']) },
       async (req) =>
         run(async () => {
-          const given = req.headers['x-opal-admin-token'];
-          const h = (s: string) => createHash('sha256').update(s).digest();
-          if (!adminToken || typeof given !== 'string' || !timingSafeEqual(h(given), h(adminToken))) throw new HttpError(403, 'OPAL_ADMIN', 're-credit needs the operator token (header x-opal-admin-token)');
+          requireAdmin(req);
           return service.recredit(req.body as { cardId: string; purchaseId: number; reason: string });
         }),
+    );
+    const hexField = (min: number, max: number) => str(min, max, '^([0-9A-Fa-f]{2})+$');
+    r.post(
+      '/v1/admin/recredit-claim',
+      { schema: body({ claim: { type: 'object', additionalProperties: false, required: ['iv', 'ct', 'mac'], properties: { iv: hexField(16, 16), ct: hexField(16, 8192), mac: hexField(16, 64) } } }, ['claim']) },
+      async (req) =>
+        run(async () => {
+          requireAdmin(req);
+          return service.recreditFromClaim((req.body as { claim: Envelope }).claim);
+        }),
+    );
+    r.get('/v1/admin/recovery', async (req) =>
+      run(async () => {
+        requireAdmin(req);
+        return { interrupted: recovered };
+      }),
+    );
+    r.post(
+      '/v1/load/resume',
+      { schema: body({ loadId: { type: 'integer', minimum: 1 }, bankUser: str(1, 64), bankPassword: str(1, 128) }, ['loadId', 'bankUser', 'bankPassword']) },
+      async (req) => run(() => service.resumeLoad(user(req), req.body as { loadId: number; bankUser: string; bankPassword: string })),
     );
   });
   await app.ready();
@@ -180,6 +222,7 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
     app,
     service,
     db,
+    recovered,
     listen: (host = '127.0.0.1', port = 0) => listen(app, host, port),
     async close() {
       if (closed) return;

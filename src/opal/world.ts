@@ -47,8 +47,9 @@ export interface OpalWorldOptions {
   readonly cheapPasswords?: boolean;
   /** PSAM profile file (default fixtures/profiles/psam-3des.json). */
   readonly psamProfile?: string;
-  /** Extra payment server options (crash injection). */
+  /** Payment server: how often stored S3s are retried (default never), and timeouts (e.g. a short holdMs). */
   readonly paymentResolveEveryMs?: number;
+  readonly paymentTimeouts?: Record<string, number>;
 }
 
 export interface Cardholder {
@@ -89,7 +90,7 @@ export async function startOpalWorld(o: OpalWorldOptions): Promise<OpalWorld> {
       psams: psams.map((_, i) => ({ reader: `world:${i}` })),
       issuerLinkKey: WORLD_ISSUER_LINK_KEY,
       acquirerKeys: root('fixtures/keys/demo-issuer.json'),
-      timeouts: { acquireMs: 10_000 },
+      timeouts: { acquireMs: 10_000, ...o.paymentTimeouts },
     },
     'OPAL world payment config',
     dir,

@@ -5,6 +5,7 @@
 import { createHsm, describeConfig, parseHsmSpec, HSM_SPEC_ENV } from '../../../hsm-bridge/config.ts';
 import { relaunchWithLegacyOpenSsl } from '../../../hsm-bridge/pkcs11/relaunch.ts';
 import { loadOpalConfig } from '../../opal/config.ts';
+import { opalCrashPointFromEnv, OPAL_CRASH_ENV } from '../../opal/crash.ts';
 import { createOpalServer } from '../../opal/server.ts';
 import { closeOnSignals } from '../../server/app.ts';
 import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
@@ -20,7 +21,9 @@ export const serveOpalCommand: CliCommand = {
     'reader, so the client terminal library pays and loads with it unchanged.',
     '  GET  /                    the cardholder web page (register, log in, balance, history, pay, load)',
     '  POST /v1/register, /v1/login, /v1/logout, /v1/password;  GET /v1/balance, /v1/history',
-    '  POST /v1/purchase/quote, /v1/purchase, /v1/load;  POST /v1/admin/recredit (operator token)',
+    '  POST /v1/purchase/quote, /v1/purchase, /v1/load, /v1/load/resume',
+    '  POST /v1/admin/recredit, /v1/admin/recredit-claim;  GET /v1/admin/recovery (operator token)',
+    'On start, flows a crash cut (history rows still "started") are marked interrupted with what to do next.',
     'Prints "serve opal: listening on URL" when ready; JSON logs (pino) go to stderr.',
     '',
     'Options:',
@@ -32,6 +35,7 @@ export const serveOpalCommand: CliCommand = {
     '  --host ADDR      address to listen on (default 127.0.0.1)',
     '  --db PATH        SQLite file (default ./opal.db)',
     '  --log-level L    pino level: fatal error warn info debug trace silent (default info)',
+    `  (tests only: ${OPAL_CRASH_ENV}=POINT kills the process at that point of a purchase or load)`,
     '',
     'Example:',
     '  PURSELAB_HSM_MASTER=change-me purselab hsm init --software opal-hsm.store',
@@ -66,7 +70,7 @@ export const serveOpalCommand: CliCommand = {
     const dbPath = values.db ?? 'opal.db';
     let server;
     try {
-      server = await createOpalServer({ config, hsm, dbPath, logLevel: level === 'silent' ? false : level, logStream: process.stderr });
+      server = await createOpalServer({ config, hsm, dbPath, logLevel: level === 'silent' ? false : level, logStream: process.stderr, crashAt: opalCrashPointFromEnv() });
     } catch (e) {
       await hsm.close();
       throw e;
@@ -85,6 +89,7 @@ export const serveOpalCommand: CliCommand = {
       await hsm.close();
     }, io);
     io.out(`serve opal: listening on ${url}`);
+    if (server.recovered.length > 0) io.out(`  recovery: ${server.recovered.length} flow(s) cut by a crash marked interrupted (GET /v1/admin/recovery)`);
     io.out(`  issuers: ${config.issuers.map((i) => `${i.bin} (${i.name})`).join(', ')}; database ${dbPath}; one-time passwords mailed to ${config.mailDir}`);
     await new Promise<never>(() => undefined); // until SIGINT/SIGTERM (closeOnSignals exits)
     return 0;
