@@ -4,7 +4,7 @@
 
 import { PurselabError } from '../errors.ts';
 import type { Order, PaymentPage } from '../protocol/payment-messages.ts';
-import { RemoteError } from '../server/http-client.ts';
+import { httpRequest, RemoteError } from '../server/http-client.ts';
 
 export class PageError extends PurselabError {
   constructor(message: string) {
@@ -74,14 +74,9 @@ export function parsePaymentPage(body: string, contentType: string): PaymentPage
 export async function loadPaymentPage(urlOrPage: string | PaymentPage, timeoutMs = 15_000): Promise<PaymentPage> {
   if (typeof urlOrPage !== 'string') return checkPaymentPage(urlOrPage);
   if (!isUrl(urlOrPage)) throw new PageError(`'${urlOrPage}' is not an http(s) URL`);
-  let res: Response;
-  try {
-    res = await fetch(urlOrPage, { headers: { accept: 'application/json, text/html;q=0.5' }, signal: AbortSignal.timeout(timeoutMs) });
-  } catch (e) {
-    throw new RemoteError(0, 'REMOTE_UNREACHABLE', `GET ${urlOrPage}: ${(e as Error).message}`, urlOrPage, { cause: e });
-  }
-  const body = await res.text();
-  if (!res.ok) {
+  const res = await httpRequest(urlOrPage, { method: 'GET', headers: { accept: 'application/json, text/html;q=0.5' }, timeoutMs });
+  const body = res.text;
+  if (res.status < 200 || res.status > 299) {
     let msg = `GET ${urlOrPage}: HTTP ${res.status}`;
     try {
       const err = (JSON.parse(body) as { error?: { code?: string; message?: string } }).error;
@@ -91,7 +86,7 @@ export async function loadPaymentPage(urlOrPage: string | PaymentPage, timeoutMs
     }
     throw new RemoteError(res.status, res.status === 404 ? 'NO_SUCH_ORDER' : `HTTP_${res.status}`, msg, urlOrPage);
   }
-  return parsePaymentPage(body, res.headers.get('content-type') ?? '');
+  return parsePaymentPage(body, res.contentType);
 }
 
 /** The order of a page, for display. */

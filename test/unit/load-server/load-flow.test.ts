@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IepIns } from '../../../src/crypto/purse-apdu.ts';
 import { internetLoad, LoadUnfinishedError, resumeInternetLoad, type InternetLoadOptions } from '../../../src/client/load-client.ts';
-import { RemoteError, requestJson } from '../../../src/server/http-client.ts';
+import { interceptHttp, RemoteError, requestJson } from '../../../src/server/http-client.ts';
 import { readPurse } from '../../../src/terminal/purse.ts';
 import { EmulatorChannel } from '../../../src/transport/emulator-channel.ts';
 import { TamperChannel, useDemoIssuer } from '../psam/helpers.ts';
@@ -39,22 +39,17 @@ async function expectConserved(loaded: number): Promise<void> {
   expect(t.holds.held).toBe(0);
 }
 
-/** Break fetch for requests whose URL matches: 'before' never sends them, 'after' sends them and loses the answer. */
+/** Cut the link for requests whose URL matches: 'before' never sends them, 'after' sends them and loses the answer. */
 function cutLink(match: RegExp | ((url: string) => boolean), when: 'before' | 'after', times = 1): () => void {
-  const real = globalThis.fetch;
   let left = times;
-  globalThis.fetch = (async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
-    const url = String(input instanceof Request ? input.url : input);
+  return interceptHttp(async (url, _options, send) => {
     if (left > 0 && (typeof match === 'function' ? match(url) : match.test(url))) {
       left--;
-      if (when === 'after') await real(input, init);
-      throw new TypeError('fetch failed (link cut by the test)');
+      if (when === 'after') await send();
+      throw new RemoteError(0, 'REMOTE_UNREACHABLE', `${url}: link cut by the test`, url);
     }
-    return real(input, init);
-  }) as typeof fetch;
-  return () => {
-    globalThis.fetch = real;
-  };
+    return send();
+  });
 }
 
 describe('a load', () => {
