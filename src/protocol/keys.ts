@@ -48,10 +48,28 @@ export function deriveTransactionKey(sharedKey: Uint8Array, partyId: string, txn
   return diversify(sharedKey, sha8('purselab-txn-key-v1', partyId, txnId));
 }
 
-/** A separate key for one purpose ('ENC', 'MAC') of a key. */
+/**
+ * Recently derived sub-keys (a server derives the same per-transaction sub-key for the order MAC and again for
+ * the Debit Result): a small LRU keyed by the key and label. Values are copied in and out, so a caller that
+ * overwrites its buffer cannot change what the next caller gets.
+ */
+const SUB_KEY_CACHE_SIZE = 256;
+const subKeyCache = new Map<string, Buffer>();
+
+/** A separate key for one purpose ('ENC', 'MAC') of a key (the same result as deriving it; recent ones are cached). */
 export function subKey(key: Uint8Array, label: string): Buffer {
   checkKey(key, 'the key');
-  return diversify(key, sha8(label));
+  const id = `${label}\0${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex')}`;
+  const hit = subKeyCache.get(id);
+  if (hit) {
+    subKeyCache.delete(id);
+    subKeyCache.set(id, hit);
+    return Buffer.from(hit);
+  }
+  const k = diversify(key, sha8(label));
+  subKeyCache.set(id, Buffer.from(k));
+  if (subKeyCache.size > SUB_KEY_CACHE_SIZE) subKeyCache.delete(subKeyCache.keys().next().value!);
+  return k;
 }
 
 /** A fresh transaction session key (random, DES parity). */

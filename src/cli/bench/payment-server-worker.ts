@@ -11,14 +11,23 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { listen } from '../../server/app.ts';
 import { parsePaymentConfig } from '../../server/payment/config.ts';
 import { createPaymentServer } from '../../server/payment/server.ts';
+import type { PaymentVariant } from '../../protocol/payment-messages.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
+
+export interface BenchMerchantSpec {
+  readonly id: string;
+  readonly variant: PaymentVariant;
+  readonly encrypted: boolean;
+}
 
 export interface BenchServerSpec {
   readonly psamCount: number;
   readonly capacity: number;
   readonly dir: string;
+  /** The shared key of every bench merchant (hex). */
   readonly key: string;
-  readonly merchantId: string;
+  /** One merchant per measured variant. */
+  readonly merchants: readonly BenchMerchantSpec[];
 }
 
 export interface BenchServer {
@@ -34,7 +43,7 @@ export async function startBenchServer(spec: BenchServerSpec): Promise<BenchServ
   const psamProfile = loadPsamProfile(root('fixtures/profiles/psam-3des.json'));
   const psams = Array.from({ length: spec.psamCount }, (_, i) => issuePsamCard({ ...psamProfile, psamId: `99900290000${String(10000 + i)}`, capacity: spec.capacity }, keys).card);
   const config = parsePaymentConfig(
-    { merchants: [{ id: spec.merchantId, sharedKey: spec.key, variant: 'standard' }], psams: psams.map((_, i) => ({ reader: `bench:${i}` })), timeouts: { acquireMs: 10_000 } },
+    { merchants: spec.merchants.map((m) => ({ id: m.id, sharedKey: spec.key, variant: m.variant, encrypted: m.encrypted })), psams: psams.map((_, i) => ({ reader: `bench:${i}` })), timeouts: { acquireMs: 10_000 } },
     'bench',
     spec.dir,
   );

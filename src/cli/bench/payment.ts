@@ -1,8 +1,11 @@
 // Bench suite "payment": completed purchases/s and p50/p99 latency through the payment server with N concurrent
 // cardholders (default 16): real HTTP over loopback (keep-alive), an emulated PSAM pool (4), SQLite in a temp
-// dir, in-process purse cards; each purchase is the standard variant (draw -> DEBIT -> debit response -> VERIFY
-// S3 -> Debit Result). The floor, measured in the same run with the same client and concurrency: a bare fastify
-// JSON echo route (two echoes = the two HTTP round trips of one purchase). Afterwards: no PSAM may be held.
+// dir, in-process purse cards. The headline is the standard variant (draw -> DEBIT -> debit response -> VERIFY
+// S3 -> Debit Result); then, shorter, the other variants and FIG. 9 (PURSELAB_BENCH_VARIANTS=standard: only the
+// headline). The floor, measured in the same run with the same client and concurrency: a bare fastify JSON echo
+// route (two echoes = the two HTTP round trips of one purchase). Beside the rates, the process's CPU time per
+// purchase and per echo pair: on a shared machine that ratio moves much less than the rates do. Afterwards: no
+// PSAM may be held.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -16,7 +19,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { createServerApp, listen } from '../../server/app.ts';
 import { buy, type DriverMerchant, type Post } from '../../server/payment/driver.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
-import { startBenchServer, type BenchServer, type BenchServerSpec } from './payment-server-worker.ts';
+import { startBenchServer, type BenchMerchantSpec, type BenchServer, type BenchServerSpec } from './payment-server-worker.ts';
 import { fmt, summarize } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
@@ -24,7 +27,6 @@ const TARGET_PER_SEC = 1_000;
 const TARGET_P99_MS = 50;
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const KEY = '0123456789ABCDEFFEDCBA9876543210';
-const MERCHANT = 'BENCH-SHOP';
 
 /** JSON POST over one keep-alive agent (the cardholders' HTTP client). */
 function poster(base: string, agent: Agent): Post {
@@ -65,12 +67,12 @@ async function drive(total: number, concurrency: number, fn: (worker: number) =>
   return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
 }
 
-async function inWorker(psamCount: number, dir: string): Promise<BenchServer> {
+async function inWorker(spec: BenchServerSpec): Promise<BenchServer> {
   // tsx's loader is registered in the worker before the TypeScript module loads (workers do not inherit it).
   const boot = `(async () => { (await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register(); await import(${JSON.stringify(new URL('./payment-server-worker.ts', import.meta.url).href)}); })()`;
   const worker = new Worker(boot, {
     eval: true,
-    workerData: { benchPayment: { psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchantId: MERCHANT } satisfies BenchServerSpec },
+    workerData: { benchPayment: spec },
   });
   const next = () =>
     new Promise<{ url?: string; held?: number }>((resolve, reject) => {
@@ -94,6 +96,28 @@ async function inWorker(psamCount: number, dir: string): Promise<BenchServer> {
   };
 }
 
+/** A measured case: one merchant (variant, FIG. 9 or not) of the bench server. */
+interface BenchCase {
+  readonly label: string;
+  /** Key prefix in the --json figures ('' for the headline). */
+  readonly key: string;
+  readonly merchant: BenchMerchantSpec;
+}
+
+const CASES: readonly BenchCase[] = [
+  { label: 'standard variant', key: '', merchant: { id: 'BENCH-SHOP', variant: 'standard', encrypted: false } },
+  { label: 'early release (FIG. 6)', key: 'earlyRelease', merchant: { id: 'BENCH-ER', variant: 'early-release', encrypted: false } },
+  { label: 'trusted agent (FIG. 7)', key: 'trustedAgent', merchant: { id: 'BENCH-TA', variant: 'trusted-agent', encrypted: false } },
+  { label: 'merchant compare (FIG. 8)', key: 'merchantCompare', merchant: { id: 'BENCH-MC', variant: 'merchant-compare', encrypted: false } },
+  { label: 'standard + FIG. 9 encryption', key: 'encrypted', merchant: { id: 'BENCH-ENC', variant: 'standard', encrypted: true } },
+];
+
+/** CPU time of the whole process (both threads) in ms. */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
 export const paymentBench: BenchSuite = {
   name: 'payment',
   summary: 'purchases/s and p50/p99 through the payment server (HTTP loopback, PSAM pool, SQLite) vs a fastify echo floor',
@@ -102,6 +126,8 @@ export const paymentBench: BenchSuite = {
     const concurrency = Number(process.env.PURSELAB_BENCH_CARDHOLDERS ?? 16);
     const psamCount = Number(process.env.PURSELAB_BENCH_PSAMS ?? 4);
     const total = Math.max(200, Math.round(4000 * ctx.scale));
+    const perVariant = Math.max(100, Math.round(total / 4));
+    const cases = process.env.PURSELAB_BENCH_VARIANTS === 'standard' ? CASES.slice(0, 1) : CASES;
     const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
     const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-payment-'));
     const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
@@ -112,59 +138,76 @@ export const paymentBench: BenchSuite = {
     const echoPost = poster(await listen(echo, '127.0.0.1', 0), agent);
     const payload = { paymentId: 'pay_000000000000000000000000', response: { paymentId: 'pay_000000000000000000000000', sw: '9000', debitResponse: '00'.repeat(17) } };
     await drive(500, concurrency, async () => void (await echoPost('/echo', payload)));
+    const floorCpu0 = cpuMs();
     const floor = await drive(total, concurrency, async () => {
       await echoPost('/echo', payload);
       await echoPost('/echo', payload);
     });
+    const floorCpuMs = (cpuMs() - floorCpu0) / total;
     await echo.close();
 
     // The payment server, on its own thread (PURSELAB_BENCH_SAME_THREAD=1: in this thread).
     const cardProfile = { ...loadPurseProfile(root('fixtures/profiles/demo-3des.json')), maxBalance: 0xfffffff0 };
     const cards = Array.from({ length: concurrency }, (_, i) => new EmulatorChannel(issuePurseCard(cardProfile, keys, { balance: 0x7fffffff, purseNumber: String(1000 + i).padStart(10, '0') }).card));
     const sameThread = process.env.PURSELAB_BENCH_SAME_THREAD === '1';
-    const server = sameThread ? await startBenchServer({ psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchantId: MERCHANT }) : await inWorker(psamCount, dir);
-    const merchant: DriverMerchant = { id: 'BENCH-SHOP', sharedKey: Buffer.from(KEY, 'hex'), encrypted: false };
+    const spec: BenchServerSpec = { psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchants: cases.map((c) => c.merchant) };
+    const server = sameThread ? await startBenchServer(spec) : await inWorker(spec);
     let failures = 0;
     let firstFailure = '';
     try {
       const post = poster(server.url, agent);
-      const one = async (w: number) => {
-        const r = await buy(post, merchant, cards[w]!, { amount: 1 });
-        if (r.result?.body?.status !== 'approved') {
-          failures++;
-          firstFailure ||= JSON.stringify(r.result?.body ?? r.draw.body).slice(0, 200);
-        }
+      const measure = async (c: BenchCase, count: number) => {
+        const merchant: DriverMerchant = { id: c.merchant.id, sharedKey: Buffer.from(KEY, 'hex'), encrypted: c.merchant.encrypted };
+        const one = async (w: number) => {
+          const r = await buy(post, merchant, cards[w]!, { amount: 1 });
+          if (r.result?.body?.status !== 'approved') {
+            failures++;
+            firstFailure ||= JSON.stringify(r.result?.body ?? r.draw.body).slice(0, 200);
+          }
+        };
+        await drive(Math.min(400, count), concurrency, one); // warm-up
+        const cpu0 = cpuMs();
+        const run = await drive(count, concurrency, one);
+        const lat = summarize(run.samples);
+        return { perSec: (count * 1000) / run.elapsedMs, lat, cpuMsPer: (cpuMs() - cpu0) / count };
       };
-      await drive(Math.min(400, total), concurrency, one); // warm-up
-      const run = await drive(total, concurrency, one);
+      const results: { c: BenchCase; r: Awaited<ReturnType<typeof measure>> }[] = [];
+      for (const c of cases) results.push({ c, r: await measure(c, c.key ? perVariant : total) });
       const held = await server.stop();
-      const lat = summarize(run.samples);
+      const head = results[0]!.r;
       const fl = summarize(floor.samples);
-      const perSec = (total * 1000) / run.elapsedMs;
       const floorPerSec = (total * 1000) / floor.elapsedMs;
-      const ok = perSec >= TARGET_PER_SEC && lat.p99Ms < TARGET_P99_MS && held === 0 && failures === 0;
+      const ok = head.perSec >= TARGET_PER_SEC && head.lat.p99Ms < TARGET_P99_MS && held === 0 && failures === 0;
       if (!ctx.json) {
-        io.out(`  ${concurrency} concurrent cardholders, ${psamCount} emulated PSAMs, SQLite in ${dir}, HTTP keep-alive over loopback, server ${sameThread ? 'in the same thread' : 'in a worker thread'}, ${total} purchases:`);
-        io.out(`    floor (fastify echo, 2 round trips): ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms`);
-        io.out(`    payment server (standard variant):   ${fmt(perSec)} purchases/s, p50 ${fmt(lat.medianMs)} ms, p99 ${fmt(lat.p99Ms)} ms (${(floorPerSec / perSec).toFixed(2)}x the floor's time)`);
+        io.out(`  ${concurrency} concurrent cardholders, ${psamCount} emulated PSAMs, SQLite in ${dir}, HTTP keep-alive over loopback, server ${sameThread ? 'in the same thread' : 'in a worker thread'}, ${total} purchases (${perVariant} per other variant):`);
+        io.out(`    floor (fastify echo, 2 round trips):   ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms, CPU ${fmt(floorCpuMs)} ms per pair (both threads)`);
+        for (const { c, r } of results) {
+          io.out(`    payment, ${`${c.label}:`.padEnd(30)} ${fmt(r.perSec)} purchases/s, p50 ${fmt(r.lat.medianMs)} ms, p99 ${fmt(r.lat.p99Ms)} ms (${(floorPerSec / r.perSec).toFixed(2)}x the floor's time), CPU ${fmt(r.cpuMsPer)} ms per purchase (${(r.cpuMsPer / floorCpuMs).toFixed(2)}x the floor's)`);
+        }
         io.out(`    failures ${failures}${firstFailure ? ` (first: ${firstFailure})` : ''}; PSAMs held after the run: ${held}`);
-        io.out(`    target >= ${TARGET_PER_SEC} purchases/s and p99 < ${TARGET_P99_MS} ms, none held: ${ok ? 'met' : 'NOT met'}`);
+        io.out(`    target (standard variant) >= ${TARGET_PER_SEC} purchases/s and p99 < ${TARGET_P99_MS} ms, none held: ${ok ? 'met' : 'NOT met'}`);
       }
-      return {
+      const figures: Record<string, number | boolean> = {
         cardholders: concurrency,
         psams: psamCount,
         purchases: total,
-        purchasesPerSec: Math.round(perSec),
-        p50Ms: Number(lat.medianMs.toFixed(3)),
-        p99Ms: Number(lat.p99Ms.toFixed(3)),
         floorPerSec: Math.round(floorPerSec),
         floorP50Ms: Number(fl.medianMs.toFixed(3)),
         floorP99Ms: Number(fl.p99Ms.toFixed(3)),
-        ratioToFloor: Number((floorPerSec / perSec).toFixed(2)),
+        floorCpuMsPerPair: Number(floorCpuMs.toFixed(3)),
         failures,
         heldAfterRun: held,
         targetMet: ok,
       };
+      for (const { c, r } of results) {
+        const k = (name: string) => (c.key ? `${c.key}${name[0]!.toUpperCase()}${name.slice(1)}` : name);
+        figures[k('purchasesPerSec')] = Math.round(r.perSec);
+        figures[k('p50Ms')] = Number(r.lat.medianMs.toFixed(3));
+        figures[k('p99Ms')] = Number(r.lat.p99Ms.toFixed(3));
+        figures[k('ratioToFloor')] = Number((floorPerSec / r.perSec).toFixed(2));
+        figures[k('cpuMsPerPurchase')] = Number(r.cpuMsPer.toFixed(3));
+      }
+      return figures;
     } finally {
       agent.destroy();
       await server.stop();

@@ -42,7 +42,7 @@ import { badRequest, conflict, forbidden, HttpError, notFound, unauthorized } fr
 import type { MerchantConfig, PaymentServerConfig } from './config.ts';
 import type { PsamLease, PsamPool } from './psam-pool.ts';
 import { drawBodyProblem, outcomeProblem } from './schemas.ts';
-import { DuplicateTransactionError, type PaymentRow, type PaymentState, type PaymentStore } from './store.ts';
+import { DuplicateTransactionError, type NewPayment, type PaymentRow, type PaymentState, type PaymentStore } from './store.ts';
 
 /** Steps after which PURSELAB_PAYMENT_CRASH_AT kills the process (SIGKILL), for the crash tests. */
 export const CRASH_POINTS = ['received', 'psam-assigned', 'debit-issued', 'debit-response-received', 'psam-verified', 'completed'] as const;
@@ -97,7 +97,36 @@ export function reasonForSw(sw: number): string {
   }
 }
 
+/**
+ * pay_ + the time in seconds (8 hex digits) + 64 random bits: unguessable, and the ids of one second sit next to
+ * each other in the store's indexes (random ids would scatter each write over the whole index).
+ */
+function newPaymentId(): string {
+  const secs = Math.floor(Date.now() / 1000) >>> 0;
+  return `pay_${secs.toString(16).padStart(8, '0')}${randomBytes(8).toString('hex')}`;
+}
+
 const hexU = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();
+
+/**
+ * Per-transaction keys of payments in flight: derived once at the draw, used again for the Debit Result. A small
+ * LRU keyed by merchant and transaction id; the shared key is part of the entry, so a merchant whose key changes
+ * (a new configuration) never gets an old derivation.
+ */
+class DerivedKeys {
+  private readonly map = new Map<string, { sharedKey: Buffer; key: Buffer }>();
+  constructor(private readonly size: number) {}
+  get(merchant: MerchantConfig, txnId: string): Buffer {
+    const id = `${merchant.id}\0${txnId}`;
+    const hit = this.map.get(id);
+    if (hit && hit.sharedKey.equals(merchant.sharedKey)) return Buffer.from(hit.key);
+    const key = deriveTransactionKey(merchant.sharedKey, merchant.id, txnId);
+    this.map.delete(id);
+    this.map.set(id, { sharedKey: merchant.sharedKey, key: Buffer.from(key) });
+    if (this.map.size > this.size) this.map.delete(this.map.keys().next().value!);
+    return key;
+  }
+}
 
 export class PaymentService {
   private readonly config: PaymentServerConfig;
@@ -112,6 +141,7 @@ export class PaymentService {
   private readonly background = new Set<Promise<unknown>>();
   private resolveTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly derivedKeys = new DerivedKeys(1024);
 
   constructor(o: PaymentServiceOptions) {
     this.config = o.config;
@@ -158,8 +188,9 @@ export class PaymentService {
     return m;
   }
 
+  /** The per-transaction key (derived at the draw and again for the result: recent ones are kept, see DerivedKeys). */
   private derivedKey(p: { merchantId: string; txnId: string }): Buffer {
-    return deriveTransactionKey(this.merchantOf(p.merchantId).sharedKey, p.merchantId, p.txnId);
+    return this.derivedKeys.get(this.merchantOf(p.merchantId), p.txnId);
   }
 
   private tskOf(p: PaymentRow, derived: Buffer): Buffer {
@@ -226,7 +257,7 @@ export class PaymentService {
       await this.store.logEvent(null, 'draw-refused', { merchantId: req.merchantId, txnId: req.txnId, code: 'UNKNOWN_MERCHANT' });
       throw forbidden('UNKNOWN_MERCHANT', `merchant '${req.merchantId}' is not known to this payment server`);
     }
-    const derived = deriveTransactionKey(merchant.sharedKey, merchant.id, req.txnId);
+    const derived = this.derivedKeys.get(merchant, req.txnId);
     let body: DrawBody;
     let tsk: Buffer | undefined;
     let startup: StartupData;
@@ -254,26 +285,48 @@ export class PaymentService {
       throw e;
     }
     const order = body.ticket.order;
-    const paymentId = `pay_${randomBytes(12).toString('hex')}`;
+    const paymentId = newPaymentId();
+    const row = {
+      paymentId,
+      merchantId: merchant.id,
+      txnId: order.txnId,
+      kind: order.kind,
+      variant: merchant.variant,
+      encrypted: merchant.encrypted,
+      amount: order.amount,
+      currency: order.currency,
+      exponent: order.exponent,
+      cardId: startup.cardId,
+      cardCounter: startup.counter,
+      startup: body.card.startup.toUpperCase(),
+      etsk: req.etsk ? req.etsk.toUpperCase() : null,
+    };
+    const event = { card: maskCardId(startup.cardId), counter: startup.counter, kind: order.kind, amount: order.amount, currency: order.currency, terminalId: body.terminalId ?? null, atr: body.card.atr.toUpperCase() };
+    // The PSAM first: taking one from the pool is invisible outside the server, so the draw and its PSAM are saved
+    // in one write ('psam-assigned'), before the PSAM's INITIALIZE PURCHASE (the first step a crash could cut).
+    let lease: PsamLease;
     try {
-      await this.store.insertReceived(
-        {
-          paymentId,
-          merchantId: merchant.id,
-          txnId: order.txnId,
-          kind: order.kind,
-          variant: merchant.variant,
-          encrypted: merchant.encrypted,
-          amount: order.amount,
-          currency: order.currency,
-          exponent: order.exponent,
-          cardId: startup.cardId,
-          cardCounter: startup.counter,
-          startup: body.card.startup.toUpperCase(),
-          etsk: req.etsk ? req.etsk.toUpperCase() : null,
-        },
-        { card: maskCardId(startup.cardId), counter: startup.counter, kind: order.kind, amount: order.amount, currency: order.currency, terminalId: body.terminalId ?? null, atr: body.card.atr.toUpperCase() },
-      );
+      lease = await this.pool.acquire(paymentId);
+    } catch (e) {
+      await this.insertDraw(row, event, undefined, req);
+      await this.store.transition(paymentId, ['received'], 'failed', { reason: (e as PurselabError).code ?? 'PSAM_UNAVAILABLE' }, 'failed', { reason: (e as PurselabError).code ?? 'PSAM_UNAVAILABLE' });
+      throw e;
+    }
+    try {
+      await this.insertDraw(row, event, lease, req);
+    } catch (e) {
+      this.pool.release(lease);
+      throw e;
+    }
+    this.log.info({ paymentId, merchantId: merchant.id, txnId: order.txnId, kind: order.kind, amount: order.amount, card: maskCardId(startup.cardId) }, 'draw request received');
+    this.crash('received');
+    return this.serial(paymentId, () => this.issueDebit(paymentId, lease, merchant, order, startup, Buffer.from(body.card.startup, 'hex'), derived, tsk));
+  }
+
+  /** Save the draw ('psam-assigned' with its lease, else 'received'); a replayed transaction id is 409 DRAW_REPLAYED. */
+  private async insertDraw(row: NewPayment, event: Record<string, unknown>, lease: PsamLease | undefined, req: DrawRequest): Promise<void> {
+    try {
+      await this.store.insertReceived(row, event, lease ? { psamId: lease.psamId } : undefined);
     } catch (e) {
       if (e instanceof DuplicateTransactionError) {
         await this.store.logEvent(null, 'draw-refused', { merchantId: req.merchantId, txnId: req.txnId, code: 'DRAW_REPLAYED' });
@@ -281,25 +334,14 @@ export class PaymentService {
       }
       throw e;
     }
-    this.log.info({ paymentId, merchantId: merchant.id, txnId: order.txnId, kind: order.kind, amount: order.amount, card: maskCardId(startup.cardId) }, 'draw request received');
-    this.crash('received');
-    return this.serial(paymentId, () => this.issueDebit(paymentId, merchant, order, startup, Buffer.from(body.card.startup, 'hex'), derived, tsk));
   }
 
-  private async issueDebit(paymentId: string, merchant: MerchantConfig, order: Order, startup: StartupData, startupRaw: Buffer, derived: Buffer, tsk: Buffer | undefined): Promise<DrawResponse> {
+  private async issueDebit(paymentId: string, lease: PsamLease, merchant: MerchantConfig, order: Order, startup: StartupData, startupRaw: Buffer, derived: Buffer, tsk: Buffer | undefined): Promise<DrawResponse> {
     const failNow = async (from: PaymentState[], reason: string, detail: Record<string, unknown> = {}) => {
       await this.store.transition(paymentId, from, 'failed', { reason }, 'failed', { reason, ...detail });
     };
-    let lease: PsamLease;
-    try {
-      lease = await this.pool.acquire(paymentId);
-    } catch (e) {
-      await failNow(['received'], (e as PurselabError).code ?? 'PSAM_UNAVAILABLE');
-      throw e;
-    }
     let keep = false;
     try {
-      await this.store.transition(paymentId, ['received'], 'psam-assigned', { psamId: lease.psamId }, 'psam-assigned', { psamId: lease.psamId });
       this.crash('psam-assigned');
       const early = merchant.variant !== 'standard';
       const txType = KIND_TX[order.kind];
@@ -376,37 +418,40 @@ export class PaymentService {
   // debit response / confirm (FIG. 11D steps 622-632)
 
   async debitResponse(req: DebitResponseRequest): Promise<DebitResultResponse> {
-    const p = await this.mustGet(req.paymentId);
-    let outcome: CardDebitOutcome;
-    if (p.encrypted) {
-      if (!req.sealed || req.response) throw badRequest('ENCRYPTION_REQUIRED', 'this payment uses the encryption layer: send { paymentId, sealed }');
-      let opened: unknown;
-      try {
-        opened = open(this.tskOf(p, this.derivedKey(p)), Label.DEBIT_RESPONSE, req.sealed);
-      } catch (e) {
-        if (e instanceof MessageAuthError) throw unauthorized('DEBIT_RESPONSE_NOT_AUTHENTIC', 'the sealed debit response does not open with the TSK of this payment');
-        throw e;
+    return this.serial(req.paymentId, async () => {
+      const p = await this.mustGet(req.paymentId);
+      let outcome: CardDebitOutcome;
+      if (p.encrypted) {
+        if (!req.sealed || req.response) throw badRequest('ENCRYPTION_REQUIRED', 'this payment uses the encryption layer: send { paymentId, sealed }');
+        let opened: unknown;
+        try {
+          opened = open(this.tskOf(p, this.derivedKey(p)), Label.DEBIT_RESPONSE, req.sealed);
+        } catch (e) {
+          if (e instanceof MessageAuthError) throw unauthorized('DEBIT_RESPONSE_NOT_AUTHENTIC', 'the sealed debit response does not open with the TSK of this payment');
+          throw e;
+        }
+        const problem = outcomeProblem(opened);
+        if (problem) throw badRequest('BAD_REQUEST', `sealed debit response: ${problem}`);
+        outcome = opened as CardDebitOutcome;
+      } else {
+        if (!req.response || req.sealed) throw badRequest('NOT_ENCRYPTED', 'this payment does not use the encryption layer: send { paymentId, response }');
+        outcome = req.response;
       }
-      const problem = outcomeProblem(opened);
-      if (problem) throw badRequest('BAD_REQUEST', `sealed debit response: ${problem}`);
-      outcome = opened as CardDebitOutcome;
-    } else {
-      if (!req.response || req.sealed) throw badRequest('NOT_ENCRYPTED', 'this payment does not use the encryption layer: send { paymentId, response }');
-      outcome = req.response;
-    }
-    if (outcome.paymentId !== req.paymentId) throw badRequest('PAYMENT_MISMATCH', 'the card outcome names another payment');
-    return this.serial(req.paymentId, () => this.applyOutcome(req.paymentId, outcome));
+      if (outcome.paymentId !== req.paymentId) throw badRequest('PAYMENT_MISMATCH', 'the card outcome names another payment');
+      return this.applyOutcome(p, outcome);
+    });
   }
 
   async confirm(req: ConfirmRequest): Promise<DebitResultResponse> {
     const dr = req.debitResponse.toUpperCase();
     if (req.s3 !== undefined && dr.slice(18) !== req.s3.toUpperCase()) throw badRequest('S3_MISMATCH', 's3 is not the S3 inside debitResponse');
     await this.mustGet(req.paymentId);
-    return this.serial(req.paymentId, () => this.applyOutcome(req.paymentId, { paymentId: req.paymentId, sw: '9000', debitResponse: dr }));
+    return this.serial(req.paymentId, async () => this.applyOutcome(await this.mustGet(req.paymentId), { paymentId: req.paymentId, sw: '9000', debitResponse: dr }));
   }
 
-  private async applyOutcome(id: string, outcome: CardDebitOutcome): Promise<DebitResultResponse> {
-    const p = await this.mustGet(id);
+  /** The card's outcome for payment `p` (read inside serial(), so it is the current row). */
+  private async applyOutcome(p: PaymentRow, outcome: CardDebitOutcome): Promise<DebitResultResponse> {
+    const id = p.paymentId;
     const sw = outcome.sw.toUpperCase();
     const dr = outcome.debitResponse?.toUpperCase();
     if (p.resultJson) {
@@ -414,7 +459,8 @@ export class PaymentService {
       if (same) return JSON.parse(p.resultJson) as DebitResultResponse;
       throw conflict('RESULT_ALREADY_GIVEN', `payment ${id} already has its result (${p.state}); a different card outcome is refused`);
     }
-    if (await this.store.getRecredit(id)) throw conflict('RECREDIT_ISSUED', `payment ${id} was given up and a re-credit claim issued for it`);
+    // A re-credit claim exists only for a payment that went debit-unknown (or failed): none to look for before.
+    if (p.state !== 'debit-issued' && (await this.store.getRecredit(id))) throw conflict('RECREDIT_ISSUED', `payment ${id} was given up and a re-credit claim issued for it`);
     if (!['debit-issued', 'debit-unknown', 'debit-response-received'].includes(p.state)) {
       throw conflict('WRONG_STATE', `payment ${id} is ${p.state}${p.reason ? ` (${p.reason})` : ''}: no card outcome expected`);
     }
@@ -539,14 +585,14 @@ export class PaymentService {
           await selectPsam(ch);
           await psamVerifyS3(ch, { psamTxn: p.psamTxn!, newCounter: resp.newCounter, cvr: resp.cvr, s3: resp.s3 });
         });
-        await this.store.patch(paymentId, { psamConfirmed: true }, 'psam-confirmed', { psamId: p.psamId, psamTxn: p.psamTxn });
-        return true;
       } catch (e) {
+        this.pool.release(lease);
         if (e instanceof CardStatusError) await this.store.logEvent(paymentId, 'psam-confirm-refused', { sw: e.sw.toString(16).toUpperCase() });
         throw e;
-      } finally {
-        this.pool.release(lease);
       }
+      this.pool.release(lease); // the PSAM's part is done: it need not wait for the write below
+      await this.store.patch(paymentId, { psamConfirmed: true }, 'psam-confirmed', { psamId: p.psamId, psamTxn: p.psamTxn });
+      return true;
     });
   }
 
@@ -600,8 +646,9 @@ export class PaymentService {
     if (this.closed) return 0;
     let n = 0;
     for (const p of await this.store.listByState(['debit-response-received'])) {
-      if (!p.psamId || !this.pool.inService(p.psamId) || this.locks.has(p.paymentId)) continue;
+      if (!p.psamId || !this.pool.inService(p.psamId)) continue;
       try {
+        // one already being finished (a flow, or a resolver run started by the PSAM coming back) is waited for
         await this.serial(p.paymentId, async () => {
           const q = await this.mustGet(p.paymentId);
           if (q.state !== 'debit-response-received' || !q.debitResponse) return;

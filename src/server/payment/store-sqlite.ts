@@ -181,41 +181,111 @@ const toRecredit = (r: Row): RecreditRecord => ({
 
 const sqlValue = (v: unknown): unknown => (typeof v === 'boolean' ? (v ? 1 : 0) : v);
 
+/** A queued write: run inside the next group commit; settled once that commit is done. */
+interface QueuedWrite {
+  readonly run: () => unknown;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+}
+
 export class SqlitePaymentStore implements PaymentStore {
   readonly db: SqliteDatabase;
   private readonly stmt: {
     insert: import('better-sqlite3').Statement;
     event: import('better-sqlite3').Statement;
     get: import('better-sqlite3').Statement;
+    getRecredit: import('better-sqlite3').Statement;
     ledgerInsert: import('better-sqlite3').Statement;
   };
   private readonly transitionCache = new Map<string, import('better-sqlite3').Statement>();
+  private readonly patchCache = new Map<string, import('better-sqlite3').Statement>();
+  /** One transaction wrapper for everything: BEGIN/COMMIT at the top level, a SAVEPOINT when nested. */
+  private readonly inTransaction: <T>(fn: () => T) => T;
+  private queue: QueuedWrite[] = [];
+  private flushScheduled = false;
 
   constructor(path: string) {
     this.db = openSqlite(path, { component: 'payment', migrations: PAYMENT_MIGRATIONS });
     this.stmt = {
       insert: this.db.prepare(`INSERT INTO payments (payment_id, merchant_id, txn_id, kind, variant, encrypted, amount, currency, exponent, state,
-        card_id, card_counter, startup, etsk, created_at, updated_at)
-        VALUES (@paymentId, @merchantId, @txnId, @kind, @variant, @encrypted, @amount, @currency, @exponent, 'received',
-        @cardId, @cardCounter, @startup, @etsk, @now, @now)`),
+        card_id, card_counter, startup, etsk, psam_id, created_at, updated_at)
+        VALUES (@paymentId, @merchantId, @txnId, @kind, @variant, @encrypted, @amount, @currency, @exponent, @state,
+        @cardId, @cardCounter, @startup, @etsk, @psamId, @now, @now)`),
       event: this.db.prepare('INSERT INTO payment_events (payment_id, at, type, detail) VALUES (?, ?, ?, ?)'),
       get: this.db.prepare('SELECT * FROM payments WHERE payment_id = ?'),
+      getRecredit: this.db.prepare('SELECT * FROM recredits WHERE payment_id = ?'),
       ledgerInsert: this.db.prepare(`INSERT INTO ledger (payment_id, merchant_id, txn_id, kind, amount, currency, exponent, psam_id, psam_txn, completed_at)
         VALUES (@paymentId, @merchantId, @txnId, @kind, @amount, @currency, @exponent, @psamId, @psamTxn, @completedAt)`),
     };
+    const tx = this.db.transaction((fn: () => unknown) => fn());
+    this.inTransaction = tx as <T>(fn: () => T) => T;
+  }
+
+  /**
+   * Group commit: writes asked for in the same turn of the event loop (concurrent payments) are applied in one
+   * SQLite transaction, each in its own SAVEPOINT (one failing write undoes only itself), and every caller's
+   * promise settles only after that COMMIT. So "saved before the next step" still holds for each caller: it
+   * cannot go on until its write is durable (as durable as synchronous=NORMAL makes it).
+   */
+  private write<T>(run: () => T): Promise<T> {
+    if (!this.db.open) return Promise.reject(new Error('the payment store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Apply and commit every queued write (see write()). */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    if (!batch.length) return;
+    this.queue = [];
+    if (batch.length === 1) {
+      const w = batch[0]!;
+      let v: unknown;
+      try {
+        v = this.inTransaction(w.run);
+      } catch (e) {
+        w.reject(e);
+        return;
+      }
+      w.resolve(v);
+      return;
+    }
+    const outcomes: { ok: boolean; v: unknown }[] = [];
+    try {
+      this.inTransaction(() => {
+        for (const w of batch) {
+          try {
+            outcomes.push({ ok: true, v: this.inTransaction(w.run) });
+          } catch (e) {
+            outcomes.push({ ok: false, v: e });
+          }
+        }
+      });
+    } catch (e) {
+      for (const w of batch) w.reject(e); // the COMMIT itself failed: nothing of the batch is saved
+      return;
+    }
+    batch.forEach((w, i) => (outcomes[i]!.ok ? w.resolve(outcomes[i]!.v) : w.reject(outcomes[i]!.v)));
   }
 
   private logSync(paymentId: string | null, type: string, detail: Record<string, unknown> = {}, at = new Date().toISOString()): void {
     this.stmt.event.run(paymentId, at, type, JSON.stringify(detail));
   }
 
-  async insertReceived(p: NewPayment, event: Record<string, unknown>): Promise<void> {
+  async insertReceived(p: NewPayment, event: Record<string, unknown>, assigned?: { psamId: string }): Promise<void> {
     const now = new Date().toISOString();
     try {
-      this.db.transaction(() => {
-        this.stmt.insert.run({ ...p, encrypted: p.encrypted ? 1 : 0, now });
+      await this.write(() => {
+        this.stmt.insert.run({ ...p, encrypted: p.encrypted ? 1 : 0, state: assigned ? 'psam-assigned' : 'received', psamId: assigned?.psamId ?? null, now });
         this.logSync(p.paymentId, 'draw-received', event, now);
-      })();
+        if (assigned) this.logSync(p.paymentId, 'psam-assigned', { state: 'psam-assigned', psamId: assigned.psamId }, now);
+      });
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && /txn_id/.test((e as Error).message)) throw new DuplicateTransactionError(p.merchantId, p.txnId);
       throw e;
@@ -233,27 +303,35 @@ export class SqlitePaymentStore implements PaymentStore {
     return s;
   }
 
+  private patchStmt(keys: readonly (keyof PaymentPatch)[]): import('better-sqlite3').Statement {
+    const sig = keys.join(',');
+    let s = this.patchCache.get(sig);
+    if (!s) {
+      s = this.db.prepare(`UPDATE payments SET updated_at = ?, ${keys.map((k) => `${COLUMNS[k]} = ?`).join(', ')} WHERE payment_id = ?`);
+      this.patchCache.set(sig, s);
+    }
+    return s;
+  }
+
   async transition(paymentId: string, from: readonly PaymentState[], to: PaymentState, patch: PaymentPatch, eventType: string, detail: Record<string, unknown> = {}, ledger?: Omit<LedgerEntry, 'batchId'>): Promise<boolean> {
     const keys = (Object.keys(patch) as (keyof PaymentPatch)[]).filter((k) => patch[k] !== undefined);
     const now = new Date().toISOString();
-    return this.db.transaction(() => {
+    return this.write(() => {
       const r = this.transitionStmt(from.length, keys).run(to, now, ...keys.map((k) => sqlValue(patch[k])), paymentId, ...from);
       if (r.changes !== 1) return false;
       this.logSync(paymentId, eventType, { state: to, ...detail }, now);
       if (ledger) this.stmt.ledgerInsert.run(ledger);
       return true;
-    })();
+    });
   }
 
   async patch(paymentId: string, patch: PaymentPatch, eventType: string, detail: Record<string, unknown> = {}): Promise<void> {
     const keys = (Object.keys(patch) as (keyof PaymentPatch)[]).filter((k) => patch[k] !== undefined);
     const now = new Date().toISOString();
-    this.db.transaction(() => {
-      if (keys.length) {
-        this.db.prepare(`UPDATE payments SET updated_at = ?, ${keys.map((k) => `${COLUMNS[k]} = ?`).join(', ')} WHERE payment_id = ?`).run(now, ...keys.map((k) => sqlValue(patch[k])), paymentId);
-      }
+    await this.write(() => {
+      if (keys.length) this.patchStmt(keys).run(now, ...keys.map((k) => sqlValue(patch[k])), paymentId);
       this.logSync(paymentId, eventType, detail, now);
-    })();
+    });
   }
 
   async get(paymentId: string): Promise<PaymentRow | undefined> {
@@ -283,7 +361,8 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async logEvent(paymentId: string | null, type: string, detail: Record<string, unknown> = {}): Promise<void> {
-    this.logSync(paymentId, type, detail);
+    const at = new Date().toISOString();
+    await this.write(() => this.logSync(paymentId, type, detail, at));
   }
 
   async events(paymentId: string): Promise<PaymentEvent[]> {
@@ -304,16 +383,16 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async insertRecredit(r: RecreditRecord): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const res = this.db.prepare('INSERT OR IGNORE INTO recredits (payment_id, amount, currency, exponent, claim_json, issued_at) VALUES (?, ?, ?, ?, ?, ?)').run(r.paymentId, r.amount, r.currency, r.exponent, r.claimJson, r.issuedAt);
       if (res.changes !== 1) return false;
       this.logSync(r.paymentId, 'recredit-claim-issued', { amount: r.amount, currency: r.currency, exponent: r.exponent, note: 'a re-credit of a debited card, not a load' });
       return true;
-    })();
+    });
   }
 
   async getRecredit(paymentId: string): Promise<RecreditRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM recredits WHERE payment_id = ?').get(paymentId) as Row | undefined;
+    const r = this.stmt.getRecredit.get(paymentId) as Row | undefined;
     return r ? toRecredit(r) : undefined;
   }
 
@@ -322,7 +401,7 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async insertBatch(b: Omit<BatchRecordRow, 'id'>, ledgerPaymentIds: readonly string[]): Promise<number> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const r = this.db
         .prepare(`INSERT INTO batches (psam_id, batch_number, record_count, confirmed_sum, ledger_sum, mac_verified, ledger_matches, file, collection_json, closed_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -332,7 +411,7 @@ export class SqlitePaymentStore implements PaymentStore {
       for (const p of ledgerPaymentIds) mark.run(id, p);
       this.logSync(null, 'batch-closed', { psamId: b.psamId, batchNumber: b.batchNumber, records: b.recordCount, confirmedSum: b.confirmedSum, ledgerSum: b.ledgerSum, ledgerMatches: b.ledgerMatches });
       return id;
-    })();
+    });
   }
 
   async findBatch(psamId: string, batchNumber: number): Promise<BatchRecordRow | undefined> {
@@ -350,6 +429,7 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async close(): Promise<void> {
+    this.flush(); // writes still queued are committed (their callers are settled) before the database closes
     if (this.db.open) this.db.close();
   }
 }
