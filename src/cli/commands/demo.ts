@@ -3,7 +3,8 @@
 // purchases, an authentication, and the PSAM batch closed and checked by the concentration point.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
@@ -23,6 +24,7 @@ import type { CardChannel } from '../../transport/channel.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { PurselabError } from '../../errors.ts';
 import { parseCommandArgs, type CliCommand, type CliIo } from '../command.ts';
+import { runNetworkDemo } from './demo-network.ts';
 import { DEFAULT_KEY_SET, softwareIssuer } from './hsm-init.ts';
 
 const fixture = (rel: string) => fileURLToPath(new URL(`../../../fixtures/${rel}`, import.meta.url));
@@ -97,12 +99,12 @@ function inProcessRig(card: SimulatedCard, psam: SimulatedCard, why: string): Ri
   };
 }
 
-async function runDemo(io: CliIo, opts: { inProcess: boolean; keep: string | undefined }): Promise<number> {
+async function runDemo(io: CliIo, opts: { inProcess: boolean; network: boolean; keep: string | undefined }): Promise<number> {
   const step = (title: string) => io.out(`\n== ${title}`);
   const keys = loadIssuerKeySet(DEFAULT_KEY_SET, { complete: true });
 
   step('Issuer HSM (software backend, in memory) with the TEST issuer key set');
-  const { hsm, issuer, rows } = await softwareIssuer(keys);
+  const { hsm, issuer, rows } = await softwareIssuer(keys, { recordKeys: opts.network });
   io.out(`  ${rows.length} keys: ${rows.map((r) => `${r.label} v${r.version} KCV ${r.kcv}`).slice(0, 3).join(', ')}, ...`);
 
   step('Issuing an emulated purse card (AES suite) and a purchase SAM');
@@ -152,13 +154,24 @@ async function runDemo(io: CliIo, opts: { inProcess: boolean; keep: string | und
     const conserved = before.balance + 2000 - sum === after.balance;
     step('Value check');
     io.out(`  ${money(before.balance)} + loaded ${money(2000)} - purchases ${money(sum)} = ${money(after.balance)}: ${conserved ? 'conserved' : 'NOT CONSERVED'}`);
+    let networkOk = true;
+    if (opts.network) {
+      const dir = opts.keep ?? mkdtempSync(join(tmpdir(), 'purselab-demo-'));
+      mkdirSync(dir, { recursive: true });
+      try {
+        networkOk = await runNetworkDemo({ card: active.card, hsm, issuer, dir, step, io });
+      } finally {
+        if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+      }
+    }
     if (opts.keep) {
       mkdirSync(opts.keep, { recursive: true });
       saveCardImage(issued.card, join(opts.keep, 'card.img'));
       saveCardImage(psamIssued.card, join(opts.keep, 'psam.img'));
-      io.out(`  card images saved in ${opts.keep} (use them with: purselab card info --reader emu:${join(opts.keep, 'card.img')})`);
+      io.out(`  card images and the servers' SQLite files saved in ${opts.keep} (use the card with: purselab card info --reader emu:${join(opts.keep, 'card.img')})`);
     }
-    return conserved && macOk ? 0 : 1;
+    io.out(`\n${conserved && macOk && networkOk ? 'demo: every check held' : 'demo: a check FAILED (see above)'}`);
+    return conserved && macOk && networkOk ? 0 : 1;
   } finally {
     await active.close();
     await hsm.close();
@@ -169,12 +182,15 @@ export const demoCommand: CliCommand = {
   name: 'demo',
   summary: 'run the whole stack on the embedded defaults: issue card + PSAM, load, purchases, batch (no hardware needed)',
   help: [
-    'Usage: purselab demo [--in-process] [--keep DIR]',
+    'Usage: purselab demo [--in-process] [--no-network] [--keep DIR]',
     '',
     'Issues an emulated purse card and PSAM from the TEST key set (fixtures/keys/demo-issuer.json), puts the',
     "issuer's master keys into an in-memory software HSM, then runs a load of 20.00, a purchase of 4.20, an",
     'early-release purchase of 1.00 and an authentication, closes the PSAM batch and checks its MAC and that',
-    'value was conserved. Exit code 0 when every check holds.',
+    'value was conserved. Then the Internet flows over loopback HTTP with SQLite stores: a payment server with',
+    'two emulated PSAMs, a merchant, the OPAL virtual-card server, a bank and the load server (issuer keys in',
+    'the same software HSM): an Internet load of 10.00 onto the card, a purchase at the merchant paid with the',
+    'card, and a purchase paid with a newly registered OPAL virtual card. Exit code 0 when every check holds.',
     '',
     'When pcscd runs with two free vpcd slots (bash .ci/rig-up.sh), the cards are served to pcscd by vpcd',
     'connectors and every APDU goes host -> pcsclite -> pcscd -> vpcd -> emulator; otherwise the demo says why',
@@ -182,10 +198,11 @@ export const demoCommand: CliCommand = {
     '',
     'Options:',
     '  --in-process  do not use pcscd even when it is running',
-    '  --keep DIR    save the card and PSAM images in DIR afterwards',
+    '  --no-network  skip the Internet flows (servers over loopback HTTP)',
+    '  --keep DIR    keep the card and PSAM images and the servers\' SQLite files in DIR',
   ].join('\n'),
   async run(args, io) {
-    const { values } = parseCommandArgs(args, { 'in-process': { type: 'boolean', default: false }, keep: { type: 'string' } });
-    return runDemo(io, { inProcess: values['in-process'] === true, keep: values.keep });
+    const { values } = parseCommandArgs(args, { 'in-process': { type: 'boolean', default: false }, 'no-network': { type: 'boolean', default: false }, keep: { type: 'string' } });
+    return runDemo(io, { inProcess: values['in-process'] === true, network: values['no-network'] !== true, keep: values.keep });
   },
 };

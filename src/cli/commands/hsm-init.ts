@@ -138,13 +138,13 @@ export async function initKeys(hsm: Hsm, keySet: IssuerKeySet, recordKeys: boole
 }
 
 /**
- * An in-memory software HSM holding the masters of `keySet` (brought in by initKeys, without record keys) and
+ * An in-memory software HSM holding the masters of `keySet` (brought in by initKeys; the OPAL record keys too when asked) and
  * the load issuer on its payment operations: the issuer of the demo, the purchase bench and the tests.
  */
-export async function softwareIssuer(keySet: IssuerKeySet): Promise<{ hsm: SoftwareHsm; issuer: LoadIssuer; rows: (KeyInfo & { status: Status })[] }> {
+export async function softwareIssuer(keySet: IssuerKeySet, options: { recordKeys?: boolean } = {}): Promise<{ hsm: SoftwareHsm; issuer: LoadIssuer; rows: (KeyInfo & { status: Status })[] }> {
   const hsm = SoftwareHsm.inMemory();
   await hsm.open();
-  const rows = await initKeys(hsm, keySet, false);
+  const rows = await initKeys(hsm, keySet, options.recordKeys === true);
   return { hsm, issuer: issuerFromPaymentOps(paymentOps(hsm)), rows };
 }
 
