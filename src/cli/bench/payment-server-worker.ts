@@ -1,8 +1,10 @@
 // The payment server of `purselab bench payment`: an emulated PSAM pool and SQLite, listening on loopback.
 // startBenchServer() runs it in the calling thread; loaded as a worker thread (workerData.benchPayment), it
 // runs there instead, so the server and the benchmark's cardholders (their emulated cards and HTTP client) use
-// separate cores, as two programs would. Worker messages: out { url } when listening; in 'stop'; out { held }.
+// separate cores, as two programs would. Worker messages: out { url } when listening; in 'usage', out { usage }
+// (the server thread's CPU time and the PSAM pool's waits); in 'stop'; out { held }.
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -30,13 +32,34 @@ export interface BenchServerSpec {
   readonly merchants: readonly BenchMerchantSpec[];
 }
 
+/** What the server side spent so far: its thread's CPU time and the PSAM pool's waits. */
+export interface BenchServerUsage {
+  /** CPU time of the thread running the server (ms; NaN where /proc/thread-self is not available). */
+  readonly cpuMs: number;
+  readonly acquires: number;
+  readonly waited: number;
+  readonly waitMs: number;
+}
+
 export interface BenchServer {
   readonly url: string;
+  usage(): Promise<BenchServerUsage>;
   /** Close the server; resolves with the number of PSAMs still held just before closing (idempotent). */
   stop(): Promise<number>;
 }
 
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
+
+/** CPU time (user + system) of the calling thread in ms, from /proc/thread-self/stat (Linux; clock ticks of 10 ms). */
+export function threadCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // fields 14 and 15 (utime, stime), counted after the comm field
+  } catch {
+    return NaN;
+  }
+}
 
 export async function startBenchServer(spec: BenchServerSpec): Promise<BenchServer> {
   const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
@@ -52,6 +75,9 @@ export async function startBenchServer(spec: BenchServerSpec): Promise<BenchServ
   let held: Promise<number> | undefined;
   return {
     url,
+    async usage() {
+      return { cpuMs: threadCpuMs(), ...server.pool.stats };
+    },
     stop() {
       held ??= (async () => {
         const h = server.pool.heldCount + server.service.heldLeases;
@@ -67,6 +93,7 @@ if (!isMainThread && (workerData as { benchPayment?: BenchServerSpec } | undefin
   const s = await startBenchServer((workerData as { benchPayment: BenchServerSpec }).benchPayment);
   parentPort!.on('message', (m: string) => {
     if (m === 'stop') void s.stop().then((held) => parentPort!.postMessage({ held }));
+    if (m === 'usage') void s.usage().then((usage) => parentPort!.postMessage({ usage }));
   });
   parentPort!.postMessage({ url: s.url });
 }

@@ -19,7 +19,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { createServerApp, listen } from '../../server/app.ts';
 import { buy, type DriverMerchant, type Post } from '../../server/payment/driver.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
-import { startBenchServer, type BenchMerchantSpec, type BenchServer, type BenchServerSpec } from './payment-server-worker.ts';
+import { startBenchServer, type BenchMerchantSpec, type BenchServer, type BenchServerSpec, type BenchServerUsage } from './payment-server-worker.ts';
 import { fmt, summarize } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
@@ -75,7 +75,7 @@ async function inWorker(spec: BenchServerSpec): Promise<BenchServer> {
     workerData: { benchPayment: spec },
   });
   const next = () =>
-    new Promise<{ url?: string; held?: number }>((resolve, reject) => {
+    new Promise<{ url?: string; held?: number; usage?: BenchServerUsage }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
     });
@@ -83,6 +83,11 @@ async function inWorker(spec: BenchServerSpec): Promise<BenchServer> {
   let held: Promise<number> | undefined;
   return {
     url: url!,
+    async usage() {
+      const m = next();
+      worker.postMessage('usage');
+      return (await m).usage!;
+    },
     stop() {
       held ??= (async () => {
         const m = next();
@@ -167,9 +172,18 @@ export const paymentBench: BenchSuite = {
         };
         await drive(Math.min(400, count), concurrency, one); // warm-up
         const cpu0 = cpuMs();
+        const u0 = await server.usage();
         const run = await drive(count, concurrency, one);
+        const u1 = await server.usage();
         const lat = summarize(run.samples);
-        return { perSec: (count * 1000) / run.elapsedMs, lat, cpuMsPer: (cpuMs() - cpu0) / count };
+        return {
+          perSec: (count * 1000) / run.elapsedMs,
+          lat,
+          cpuMsPer: (cpuMs() - cpu0) / count,
+          serverCpuMsPer: sameThread ? NaN : (u1.cpuMs - u0.cpuMs) / count,
+          waitedShare: (u1.waited - u0.waited) / Math.max(1, u1.acquires - u0.acquires),
+          meanWaitMs: (u1.waitMs - u0.waitMs) / Math.max(1, u1.waited - u0.waited),
+        };
       };
       const results: { c: BenchCase; r: Awaited<ReturnType<typeof measure>> }[] = [];
       for (const c of cases) results.push({ c, r: await measure(c, c.key ? perVariant : total) });
@@ -183,6 +197,7 @@ export const paymentBench: BenchSuite = {
         io.out(`    floor (fastify echo, 2 round trips):   ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms, CPU ${fmt(floorCpuMs)} ms per pair (both threads)`);
         for (const { c, r } of results) {
           io.out(`    payment, ${`${c.label}:`.padEnd(30)} ${fmt(r.perSec)} purchases/s, p50 ${fmt(r.lat.medianMs)} ms, p99 ${fmt(r.lat.p99Ms)} ms (${(floorPerSec / r.perSec).toFixed(2)}x the floor's time), CPU ${fmt(r.cpuMsPer)} ms per purchase (${(r.cpuMsPer / floorCpuMs).toFixed(2)}x the floor's)`);
+          io.out(`      server thread ${Number.isNaN(r.serverCpuMsPer) ? 'CPU not measured (same thread)' : `CPU ${fmt(r.serverCpuMsPer)} ms per purchase (one core: ${fmt(1000 / r.serverCpuMsPer)} purchases/s)`}; draws that waited for a PSAM ${(100 * r.waitedShare).toFixed(0)}%, mean wait ${fmt(r.meanWaitMs)} ms`);
         }
         io.out(`    failures ${failures}${firstFailure ? ` (first: ${firstFailure})` : ''}; PSAMs held after the run: ${held}`);
         io.out(`    target (standard variant) >= ${TARGET_PER_SEC} purchases/s and p99 < ${TARGET_P99_MS} ms, none held: ${ok ? 'met' : 'NOT met'}`);
@@ -206,6 +221,8 @@ export const paymentBench: BenchSuite = {
         figures[k('p99Ms')] = Number(r.lat.p99Ms.toFixed(3));
         figures[k('ratioToFloor')] = Number((floorPerSec / r.perSec).toFixed(2));
         figures[k('cpuMsPerPurchase')] = Number(r.cpuMsPer.toFixed(3));
+        if (!Number.isNaN(r.serverCpuMsPer)) figures[k('serverCpuMsPerPurchase')] = Number(r.serverCpuMsPer.toFixed(3));
+        figures[k('psamWaitedShare')] = Number(r.waitedShare.toFixed(3));
       }
       return figures;
     } finally {

@@ -65,6 +65,7 @@ class LeaseImpl implements PsamLease {
 }
 
 interface Waiter {
+  readonly since: number;
   readonly paymentId: string;
   readonly psamId: string | undefined;
   readonly resolve: (l: LeaseImpl) => void;
@@ -107,6 +108,7 @@ export class PsamPool extends EventEmitter {
   private probeTimer: NodeJS.Timeout | undefined;
   private watcher: { close(): Promise<void> } | undefined;
   private closed = false;
+  private readonly counters = { acquires: 0, waited: 0, waitMs: 0 };
 
   constructor(options: PsamPoolOptions) {
     super();
@@ -203,6 +205,7 @@ export class PsamPool extends EventEmitter {
     if (i < 0) return;
     const [w] = this.waiters.splice(i, 1);
     if (w!.timer) clearTimeout(w!.timer);
+    this.counters.waitMs += performance.now() - w!.since;
     w!.resolve(this.hold(m, w!.paymentId));
   }
 
@@ -227,12 +230,14 @@ export class PsamPool extends EventEmitter {
    * the PSAM that issued its S2. 503 PSAM_POOL_BUSY when none is free within the acquire timeout.
    */
   acquire(paymentId: string, options: { psamId?: string; timeoutMs?: number } = {}): Promise<PsamLease> {
+    this.counters.acquires++;
     if (this.closed) return Promise.reject(new PsamUnavailableError('PSAM_POOL_CLOSED', 'the payment server is shutting down'));
     const m = this.members.find((x) => x.state === 'idle' && (options.psamId === undefined || x.psamId === options.psamId));
     if (m) return Promise.resolve(this.hold(m, paymentId));
     const timeoutMs = options.timeoutMs ?? this.options.timeouts.acquireMs;
     return new Promise<PsamLease>((resolve, reject) => {
-      const w: Waiter = { paymentId, psamId: options.psamId, resolve, reject, timer: undefined };
+      const w: Waiter = { since: performance.now(), paymentId, psamId: options.psamId, resolve, reject, timer: undefined };
+      this.counters.waited++;
       w.timer = setTimeout(() => {
         const i = this.waiters.indexOf(w);
         if (i >= 0) this.waiters.splice(i, 1);
@@ -297,6 +302,11 @@ export class PsamPool extends EventEmitter {
       lastError: m.lastError,
       transactions: m.transactions,
     }));
+  }
+
+  /** Since start: acquires, how many of them had to wait for a PSAM, and the total wait (ms) of those served. */
+  get stats(): { readonly acquires: number; readonly waited: number; readonly waitMs: number } {
+    return { ...this.counters };
   }
 
   get heldCount(): number {

@@ -1,14 +1,15 @@
 // The payment flows of seed 003 FIGS. 5-9 and 16 on top of the PSAM pool and the store, independent of HTTP:
 //   draw        known merchant, order MAC (the merchant's credential and the amount), expiry, replay, field
-//               edit -> 'received' -> a PSAM -> 'psam-assigned' -> INITIALIZE PURCHASE -> 'debit-issued' (S2
-//               handed out). Standard keeps the PSAM until the result; the other variants release it at once
-//               (early release: the PSAM gave the expected S3).
+//               edit -> 'received' (saved) -> a PSAM (event psam-assigned; no save of its own: invisible outside)
+//               -> INITIALIZE PURCHASE -> 'debit-issued' (saved, S2 handed out). Standard keeps the PSAM until
+//               the result; the other variants release it at once (early release: the PSAM gave the expected S3).
 //   outcome     the card's DEBIT answer -> 'debit-response-received' -> VERIFY S3 on the same PSAM (standard) or
 //               comparison with the expected S3 -> 'completed' (+ ledger) | 'failed'; Debit Result C and M.
 //   confirm     the same for trusted-agent / merchant-compare, where the S3 arrives after the fact.
 //   abort       the client gave up before DEBIT: 'failed', PSAM released.
 // Every state is saved before the step a crash could cut; recoverAfterRestart() and resolvePending() finish or
-// clearly fail what a crash, a lost PSAM or a reclaimed hold left behind.
+// clearly fail what a crash, a lost PSAM or a reclaimed hold left behind. The store commits the writes of
+// concurrent payments together (group commit); each flow goes on only once its own write is committed.
 
 import { randomBytes, createHash, timingSafeEqual } from 'node:crypto';
 import { decodeDebitResponse, decodeStartupData, Sw, type DebitResponse, type StartupData } from '../../crypto/purse-apdu.ts';
@@ -302,31 +303,19 @@ export class PaymentService {
       etsk: req.etsk ? req.etsk.toUpperCase() : null,
     };
     const event = { card: maskCardId(startup.cardId), counter: startup.counter, kind: order.kind, amount: order.amount, currency: order.currency, terminalId: body.terminalId ?? null, atr: body.card.atr.toUpperCase() };
-    // The PSAM first: taking one from the pool is invisible outside the server, so the draw and its PSAM are saved
-    // in one write ('psam-assigned'), before the PSAM's INITIALIZE PURCHASE (the first step a crash could cut).
-    let lease: PsamLease;
-    try {
-      lease = await this.pool.acquire(paymentId);
-    } catch (e) {
-      await this.insertDraw(row, event, undefined, req);
-      await this.store.transition(paymentId, ['received'], 'failed', { reason: (e as PurselabError).code ?? 'PSAM_UNAVAILABLE' }, 'failed', { reason: (e as PurselabError).code ?? 'PSAM_UNAVAILABLE' });
-      throw e;
-    }
-    try {
-      await this.insertDraw(row, event, lease, req);
-    } catch (e) {
-      this.pool.release(lease);
-      throw e;
-    }
+    // The draw is saved before waiting for a PSAM; taking the PSAM is invisible outside the server, so the next
+    // save is 'debit-issued' (with the psam-assigned event), after INITIALIZE PURCHASE. A crash in between leaves
+    // 'received': failed at restart, nothing debited (S2 never left the server). The PSAM is held for less.
+    await this.insertDraw(row, event, req);
     this.log.info({ paymentId, merchantId: merchant.id, txnId: order.txnId, kind: order.kind, amount: order.amount, card: maskCardId(startup.cardId) }, 'draw request received');
     this.crash('received');
-    return this.serial(paymentId, () => this.issueDebit(paymentId, lease, merchant, order, startup, Buffer.from(body.card.startup, 'hex'), derived, tsk));
+    return this.serial(paymentId, () => this.issueDebit(paymentId, merchant, order, startup, Buffer.from(body.card.startup, 'hex'), derived, tsk));
   }
 
-  /** Save the draw ('psam-assigned' with its lease, else 'received'); a replayed transaction id is 409 DRAW_REPLAYED. */
-  private async insertDraw(row: NewPayment, event: Record<string, unknown>, lease: PsamLease | undefined, req: DrawRequest): Promise<void> {
+  /** Save the draw ('received'); a replayed transaction id is 409 DRAW_REPLAYED. */
+  private async insertDraw(row: NewPayment, event: Record<string, unknown>, req: DrawRequest): Promise<void> {
     try {
-      await this.store.insertReceived(row, event, lease ? { psamId: lease.psamId } : undefined);
+      await this.store.insertReceived(row, event);
     } catch (e) {
       if (e instanceof DuplicateTransactionError) {
         await this.store.logEvent(null, 'draw-refused', { merchantId: req.merchantId, txnId: req.txnId, code: 'DRAW_REPLAYED' });
@@ -336,10 +325,17 @@ export class PaymentService {
     }
   }
 
-  private async issueDebit(paymentId: string, lease: PsamLease, merchant: MerchantConfig, order: Order, startup: StartupData, startupRaw: Buffer, derived: Buffer, tsk: Buffer | undefined): Promise<DrawResponse> {
+  private async issueDebit(paymentId: string, merchant: MerchantConfig, order: Order, startup: StartupData, startupRaw: Buffer, derived: Buffer, tsk: Buffer | undefined): Promise<DrawResponse> {
     const failNow = async (from: PaymentState[], reason: string, detail: Record<string, unknown> = {}) => {
       await this.store.transition(paymentId, from, 'failed', { reason }, 'failed', { reason, ...detail });
     };
+    let lease: PsamLease;
+    try {
+      lease = await this.pool.acquire(paymentId);
+    } catch (e) {
+      await failNow(['received'], (e as PurselabError).code ?? 'PSAM_UNAVAILABLE');
+      throw e;
+    }
     let keep = false;
     try {
       this.crash('psam-assigned');
@@ -355,10 +351,10 @@ export class PaymentService {
       } catch (e) {
         if (e instanceof CardStatusError) {
           const reason = reasonForSw(e.sw);
-          await failNow(['psam-assigned'], reason, { sw: e.sw.toString(16).toUpperCase() });
+          await failNow(['received', 'psam-assigned'], reason, { psamId: lease.psamId, sw: e.sw.toString(16).toUpperCase() });
           throw new HttpError(reason === 'PSAM_LOG_FULL' ? 503 : 422, reason, `the PSAM refused the purchase: ${e.message}`);
         }
-        await failNow(['psam-assigned'], (e as PurselabError).code ?? 'PSAM_ERROR');
+        await failNow(['received', 'psam-assigned'], (e as PurselabError).code ?? 'PSAM_ERROR', { psamId: lease.psamId });
         throw e;
       }
       const expectedS3 = debit.expectedS3 ? hexU(debit.expectedS3) : null;
@@ -369,13 +365,17 @@ export class PaymentService {
         debitData: hexU(debit.debitData),
         ...this.variantExtras(paymentId, merchant, order, startup, debit.debit.psamId, debit.debit.psamTxn, expectedS3, derived),
       };
+      // Early release: the PSAM's part is done (it keeps the record open until the S3 is posted): free it now.
+      if (early) this.pool.release(lease);
       await this.store.transition(
         paymentId,
-        ['psam-assigned'],
+        ['received', 'psam-assigned'],
         'debit-issued',
         { psamId: debit.debit.psamId, psamTxn: debit.debit.psamTxn, txType, debitData: iep.debitData, expectedS3 },
         'debit-issued',
         { psamId: debit.debit.psamId, psamTxn: debit.debit.psamTxn },
+        undefined,
+        [{ type: 'psam-assigned', detail: { state: 'psam-assigned', psamId: lease.psamId } }],
       );
       this.crash('debit-issued');
       if (!early) {

@@ -208,9 +208,9 @@ export class SqlitePaymentStore implements PaymentStore {
     this.db = openSqlite(path, { component: 'payment', migrations: PAYMENT_MIGRATIONS });
     this.stmt = {
       insert: this.db.prepare(`INSERT INTO payments (payment_id, merchant_id, txn_id, kind, variant, encrypted, amount, currency, exponent, state,
-        card_id, card_counter, startup, etsk, psam_id, created_at, updated_at)
-        VALUES (@paymentId, @merchantId, @txnId, @kind, @variant, @encrypted, @amount, @currency, @exponent, @state,
-        @cardId, @cardCounter, @startup, @etsk, @psamId, @now, @now)`),
+        card_id, card_counter, startup, etsk, created_at, updated_at)
+        VALUES (@paymentId, @merchantId, @txnId, @kind, @variant, @encrypted, @amount, @currency, @exponent, 'received',
+        @cardId, @cardCounter, @startup, @etsk, @now, @now)`),
       event: this.db.prepare('INSERT INTO payment_events (payment_id, at, type, detail) VALUES (?, ?, ?, ?)'),
       get: this.db.prepare('SELECT * FROM payments WHERE payment_id = ?'),
       getRecredit: this.db.prepare('SELECT * FROM recredits WHERE payment_id = ?'),
@@ -278,13 +278,12 @@ export class SqlitePaymentStore implements PaymentStore {
     this.stmt.event.run(paymentId, at, type, JSON.stringify(detail));
   }
 
-  async insertReceived(p: NewPayment, event: Record<string, unknown>, assigned?: { psamId: string }): Promise<void> {
+  async insertReceived(p: NewPayment, event: Record<string, unknown>): Promise<void> {
     const now = new Date().toISOString();
     try {
       await this.write(() => {
-        this.stmt.insert.run({ ...p, encrypted: p.encrypted ? 1 : 0, state: assigned ? 'psam-assigned' : 'received', psamId: assigned?.psamId ?? null, now });
+        this.stmt.insert.run({ ...p, encrypted: p.encrypted ? 1 : 0, now });
         this.logSync(p.paymentId, 'draw-received', event, now);
-        if (assigned) this.logSync(p.paymentId, 'psam-assigned', { state: 'psam-assigned', psamId: assigned.psamId }, now);
       });
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && /txn_id/.test((e as Error).message)) throw new DuplicateTransactionError(p.merchantId, p.txnId);
@@ -313,12 +312,22 @@ export class SqlitePaymentStore implements PaymentStore {
     return s;
   }
 
-  async transition(paymentId: string, from: readonly PaymentState[], to: PaymentState, patch: PaymentPatch, eventType: string, detail: Record<string, unknown> = {}, ledger?: Omit<LedgerEntry, 'batchId'>): Promise<boolean> {
+  async transition(
+    paymentId: string,
+    from: readonly PaymentState[],
+    to: PaymentState,
+    patch: PaymentPatch,
+    eventType: string,
+    detail: Record<string, unknown> = {},
+    ledger?: Omit<LedgerEntry, 'batchId'>,
+    eventsBefore: readonly { readonly type: string; readonly detail: Record<string, unknown> }[] = [],
+  ): Promise<boolean> {
     const keys = (Object.keys(patch) as (keyof PaymentPatch)[]).filter((k) => patch[k] !== undefined);
     const now = new Date().toISOString();
     return this.write(() => {
       const r = this.transitionStmt(from.length, keys).run(to, now, ...keys.map((k) => sqlValue(patch[k])), paymentId, ...from);
       if (r.changes !== 1) return false;
+      for (const e of eventsBefore) this.logSync(paymentId, e.type, e.detail, now);
       this.logSync(paymentId, eventType, { state: to, ...detail }, now);
       if (ledger) this.stmt.ledgerInsert.run(ledger);
       return true;

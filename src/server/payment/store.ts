@@ -4,8 +4,8 @@
 //
 // Payment states (saved BEFORE the step a crash could cut; docs/payment-server.md):
 //   received -> psam-assigned -> debit-issued -> debit-response-received -> completed
-//   (a draw that gets a PSAM is written straight into psam-assigned; 'received' remains for one that waited in
-//   vain for a PSAM, and for stores written by older versions)
+//   (taking a PSAM is invisible outside the server: the flows now go from received straight to debit-issued,
+//   logging the psam-assigned event in that write; the state remains for stores written by older versions)
 //   any of them -> failed (clearly: nothing debited, or the card refused, or S3 did not verify)
 //   debit-issued -> debit-unknown (S2 was handed out, no result was produced: the card may be debited;
 //                                  in the recovery report, eligible for a re-credit claim)
@@ -111,17 +111,23 @@ export class DuplicateTransactionError extends PurselabError {
 }
 
 export interface PaymentStore {
-  /**
-   * Insert a payment in state 'received' (DuplicateTransactionError when the merchant used the txnId before),
-   * or, with `assigned`, directly in 'psam-assigned' (both events logged, one write): taking a PSAM from the
-   * pool is invisible outside the server, so it needs no save of its own before it.
-   */
-  insertReceived(p: NewPayment, event: Record<string, unknown>, assigned?: { psamId: string }): Promise<void>;
+  /** Insert a payment in state 'received' (DuplicateTransactionError when the merchant used the txnId before). */
+  insertReceived(p: NewPayment, event: Record<string, unknown>): Promise<void>;
   /**
    * Move a payment to `to` if it is in one of `from` (checked inside the write), set `patch`, and log `eventType`.
    * With `ledger`, the ledger entry is written in the same transaction. False when the state did not match.
    */
-  transition(paymentId: string, from: readonly PaymentState[], to: PaymentState, patch: PaymentPatch, eventType: string, detail?: Record<string, unknown>, ledger?: Omit<LedgerEntry, 'batchId'>): Promise<boolean>;
+  transition(
+    paymentId: string,
+    from: readonly PaymentState[],
+    to: PaymentState,
+    patch: PaymentPatch,
+    eventType: string,
+    detail?: Record<string, unknown>,
+    ledger?: Omit<LedgerEntry, 'batchId'>,
+    /** Events logged just before this one, in the same write (a step that needed no save of its own). */
+    eventsBefore?: readonly { readonly type: string; readonly detail: Record<string, unknown> }[],
+  ): Promise<boolean>;
   /** Set fields without a state change (e.g. psamConfirmed after a late VERIFY S3), with an event. */
   patch(paymentId: string, patch: PaymentPatch, eventType: string, detail?: Record<string, unknown>): Promise<void>;
   get(paymentId: string): Promise<PaymentRow | undefined>;
