@@ -547,7 +547,7 @@ export class SimulatedCard {
       return swBuffer(interindustry && ins === 0xa4 ? SW.INCORRECT_P1P2 : SW.CONDITIONS_NOT_SATISFIED);
     }
     const baseCla = cla & ~CHAINING_BIT & 0xff;
-    let data = Buffer.from(b.subarray(dataOff, dataOff + lc));
+    let data = copyOf(b, dataOff, lc);
     let fromChain = false;
     const ch = this.chain;
     if (chained) {
@@ -686,14 +686,21 @@ export class SimulatedCard {
     const control = p2 & 0x0c;
     if ((p2 & 0xf0) !== 0 || (occurrence !== 0 && occurrence !== 2) || control === 0x08) return swBuffer(SW.INCORRECT_P1P2);
     if (lc > 16) return swBuffer(SW.WRONG_LENGTH);
-    const name = b.subarray(dataOff, dataOff + lc);
     let target: InstalledApplet | undefined;
     if (lc === 0) {
       target = this.defaultAid !== undefined ? this.byAid.get(this.defaultAid) : undefined;
     } else if (occurrence === 0) {
-      target = this.byAid.get(toHex(name)) ?? this.installed.find((a) => startsWith(a.aid, name));
+      // The applet with exactly this AID, else the first (in install order) whose AID starts with it.
+      for (const a of this.installed) {
+        if (!startsWith(a.aid, b, dataOff, lc)) continue;
+        if (a.aid.length === lc) {
+          target = a;
+          break;
+        }
+        target ??= a;
+      }
     } else {
-      const matches = this.installed.filter((a) => startsWith(a.aid, name));
+      const matches = this.installed.filter((a) => startsWith(a.aid, b, dataOff, lc));
       const i = this.selected ? matches.indexOf(this.selected) : -1;
       target = matches[i + 1];
     }
@@ -742,8 +749,17 @@ function swText(sw: unknown): string {
   return typeof sw === 'number' && Number.isInteger(sw) && sw >= 0 ? sw.toString(16).toUpperCase().padStart(4, '0') : String(sw);
 }
 
-function startsWith(aid: Buffer, prefix: Uint8Array): boolean {
-  if (prefix.length > aid.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (aid[i] !== prefix[i]) return false;
+/** Does `aid` start with the `length` bytes of `b` at `offset`? */
+function startsWith(aid: Buffer, b: Uint8Array, offset: number, length: number): boolean {
+  if (length > aid.length) return false;
+  for (let i = 0; i < length; i++) if (aid[i] !== b[offset + i]) return false;
   return true;
+}
+
+/** A copy of `length` bytes of `b` from `offset` (a loop for command-sized data: cheaper than a view plus a copy). */
+function copyOf(b: Uint8Array, offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  if (length > 64) out.set(b.subarray(offset, offset + length), 0);
+  else for (let i = 0; i < length; i++) out[i] = b[offset + i]!;
+  return out;
 }

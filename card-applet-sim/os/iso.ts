@@ -40,11 +40,21 @@ export function isValidStatusWord(sw: unknown): sw is number {
 /**
  * Thrown by an applet to end the command with a status word (javacard.framework.ISOException).
  * Any response data the applet had set is discarded; the OS answers the SW alone.
+ *
+ * It carries no stack trace: it is the normal way an applet refuses a command (a status word, not a
+ * bug), and capturing a trace would cost more than the whole command (about 10 us). Java Card's
+ * ISOException is a preallocated system instance for the same reason.
  */
 export class IsoException extends Error {
   readonly sw: number;
   constructor(sw: number, message?: string) {
-    super(message ?? `SW ${sw.toString(16).toUpperCase().padStart(4, '0')}`);
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(message ?? `SW ${sw.toString(16).toUpperCase().padStart(4, '0')}`);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.sw = sw;
     this.name = 'IsoException';
   }

@@ -137,6 +137,7 @@ export class CardMemory {
   }
 
   private clearUndo(): void {
+    if (this.undoCells.length === 0) return;
     this.undoCells.length = 0;
     this.undoValues.length = 0;
     this.undoOffsets.length = 0;

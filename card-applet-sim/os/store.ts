@@ -52,12 +52,18 @@ abstract class ScalarCell<T> extends Cell {
   get value(): T {
     return this.v;
   }
-  /** One persistent write. */
+  /** One persistent write (persist() written out: this is the hottest write path). */
   set(v: T): void {
     this.check(v);
-    this.persist(0, () => this.v, () => {
+    const m = this.mem;
+    if (m === null) {
       this.v = v;
-    });
+      return;
+    }
+    m.guard();
+    if (m.inTransaction) m.record(this, this.v, 0);
+    this.v = v;
+    m.written();
   }
   restore(saved: unknown): void {
     this.v = saved as T;
@@ -148,9 +154,15 @@ export class PersistentBytes extends Cell {
       || offset + length > this.buf.length || srcOffset + length > src.length) {
       throw new RangeError(`persistent bytes '${this.name}': write of ${length} byte(s) at ${offset} does not fit its ${this.buf.length} bytes`);
     }
-    this.persist(offset, () => Buffer.from(this.buf.subarray(offset, offset + length)), () => {
-      this.buf.set(src.subarray(srcOffset, srcOffset + length), offset);
-    });
+    const buf = this.buf;
+    const m = this.mem;
+    if (m !== null) {
+      m.guard();
+      if (m.inTransaction) m.record(this, copyRange(buf, offset, length), offset);
+    }
+    if (length > 64) buf.set(src.subarray(srcOffset, srcOffset + length), offset);
+    else for (let i = 0; i < length; i++) buf[offset + i] = src[srcOffset + i]!;
+    m?.written();
   }
   /** Fill a range with one byte value: one atomic persistent write. */
   fill(value: number, offset = 0, length = this.buf.length - offset): void {
@@ -170,6 +182,14 @@ export class PersistentBytes extends Cell {
     this.buf = buf;
     return undefined;
   }
+}
+
+/** A copy of `length` bytes of `b` from `offset`. */
+function copyRange(b: Buffer, offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  if (length > 64) b.copy(out, 0, offset, offset + length);
+  else for (let i = 0; i < length; i++) out[i] = b[offset + i]!;
+  return out;
 }
 
 function checkInt(name: string, v: number): void {

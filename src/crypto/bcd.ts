@@ -45,7 +45,8 @@ export function cardIdToBcd(cardId: CardIdInput): Buffer {
 
 /** 8 bytes BCD -> 16 digits. */
 export function bcdToCardId(bcd: Uint8Array): string {
-  return cardIdToBcd(bcd).toString('hex');
+  const digits = bcd.length === CARD_ID_BYTES ? readBcd(bcd, 0, CARD_ID_BYTES) : undefined;
+  return digits ?? cardIdToBcd(bcd).toString('hex'); // the slow path throws the precise error
 }
 
 /** BIN (first 6 digits) and purse number (last 10 digits) of a card id. */
@@ -97,15 +98,16 @@ export function writeBcd(out: Buffer, off: number, digits: string): boolean {
   return true;
 }
 
+/** "00".."99" by packed-BCD byte value (undefined where a nibble is A-F): two digits per lookup. */
+const BCD_PAIRS: (string | undefined)[] = Array.from({ length: 256 }, (_, b) => ((b >> 4) > 9 || (b & 15) > 9 ? undefined : `${b >> 4}${b & 15}`));
+
 /** Read packed BCD from `buf` as digits; undefined if a nibble is A-F. */
 export function readBcd(buf: Uint8Array, off: number, len: number): string | undefined {
   let s = '';
   for (let i = 0; i < len; i++) {
-    const b = buf[off + i]!;
-    const hi = b >> 4;
-    const lo = b & 0x0f;
-    if (hi > 9 || lo > 9) return undefined;
-    s += String.fromCharCode(48 + hi, 48 + lo);
+    const pair = BCD_PAIRS[buf[off + i]!];
+    if (pair === undefined) return undefined;
+    s += pair;
   }
   return s;
 }

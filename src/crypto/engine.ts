@@ -58,14 +58,30 @@ export class CbcEngine implements CbcPrimitive {
 
   encryptCbc(data: Uint8Array, iv: Uint8Array): Buffer {
     this.checkArgs(data, iv);
+    const input = Buffer.allocUnsafe(data.length);
+    input.set(data, 0);
+    return this.encryptCbcInPlace(input, iv);
+  }
+
+  /**
+   * The last ciphertext block of the most recent encryption (the CBC chaining value): a view that the
+   * next encryption overwrites. What a CBC-MAC keeps of a run.
+   */
+  get lastBlock(): Buffer {
+    return this.encChain;
+  }
+
+  /**
+   * encryptCbc for a buffer the caller owns and gives up: `input` (whole blocks, checked by the caller)
+   * is modified in place, saving a copy on the MAC paths (mac.ts). Returns the ciphertext.
+   */
+  encryptCbcInPlace(input: Buffer, iv: Uint8Array): Buffer {
     const bs = this.blockSize;
     if (!this.enc) {
       this.enc = createCipheriv(this.family, this.key, ZERO16.subarray(0, bs));
       this.enc.setAutoPadding(false);
       this.encChain.fill(0);
     }
-    const input = Buffer.allocUnsafe(data.length);
-    input.set(data, 0);
     const chain = this.encChain;
     for (let i = 0; i < bs; i++) input[i]! ^= chain[i]! ^ iv[i]!;
     let out: Buffer;
@@ -79,7 +95,7 @@ export class CbcEngine implements CbcPrimitive {
       this.enc = undefined; // never expected with no padding and whole blocks; start clean next time
       throw new CryptoError('CRYPTO_DATA_LENGTH', `cipher returned ${out.length} bytes for ${input.length}`);
     }
-    out.copy(chain, 0, out.length - bs);
+    for (let i = 0, o = out.length - bs; i < bs; i++) chain[i] = out[o + i]!;
     return out;
   }
 
@@ -181,10 +197,16 @@ function build(role: EngineRole, key: Uint8Array): CbcEngine {
   }
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** The cached engine for `key` in `role`, built on first use. */
 export function engineFor(role: EngineRole, key: Uint8Array): CbcEngine {
   let entry = cache.get(key);
-  if (!entry || !entry.copy.equals(key)) {
+  if (!entry || !sameBytes(entry.copy, key)) {
     entry = lookupRecent(key);
     cache.set(key, entry);
   }

@@ -1,8 +1,8 @@
 // Fixed byte layouts: one table per record drives encoding, decoding and the offset tables in the docs,
 // so the code and docs/purse-applet.md / docs/psam-applet.md cannot drift apart.
 
-import { cardIdToBcd, isValidDate, isValidTime, readBcd, writeBcd } from './bcd.ts';
 import { CryptoError } from './errors.ts';
+import { codecFor } from './layout-codec.ts';
 
 /**
  * Field kinds. Integers are unsigned big-endian.
@@ -60,68 +60,9 @@ export function layout<const D extends readonly FieldDef[]>(name: string, defs: 
   return { name, fields, length: fields.reduce((n, f) => n + f.length, 0) };
 }
 
-const MAX: Record<string, number> = { u8: 0xff, u16: 0xffff, u32: 0xffffffff, u48: 0xffffffffffff };
-
-function bad(layoutName: string, field: string, message: string): never {
-  throw new CryptoError('CRYPTO_FIELD', `${layoutName}.${field}: ${message}`);
-}
-
-/** Encode `values` (one property per non-const field) into the layout's bytes. */
+/** Encode `values` (one property per non-const field) into the layout's bytes (compiled per layout: layout-codec.ts). */
 export function encodeLayout(l: Layout, values: object): Buffer {
-  const v = values as Record<string, unknown>;
-  const out = Buffer.alloc(l.length);
-  let off = 0;
-  for (const f of l.fields) {
-    const x = v[f.name];
-    switch (f.kind) {
-      case 'const':
-        out[off] = f.value!;
-        break;
-      case 'u8':
-      case 'u16':
-      case 'u32':
-      case 'u48':
-        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > MAX[f.kind]!) {
-          bad(l.name, f.name, `must be an integer 0..${MAX[f.kind]}, got ${String(x)}`);
-        }
-        out.writeUIntBE(x, off, f.length);
-        break;
-      case 'id16':
-        if (typeof x === 'string') {
-          if (x.length !== 16 || !writeBcd(out, off, x)) bad(l.name, f.name, `must be exactly 16 decimal digits, got '${x}'`);
-        } else if (x instanceof Uint8Array) {
-          try {
-            cardIdToBcd(x).copy(out, off);
-          } catch (e) {
-            bad(l.name, f.name, (e as Error).message);
-          }
-        } else {
-          bad(l.name, f.name, `must be 16 digits, got ${typeof x}`);
-        }
-        break;
-      case 'currency':
-        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 9999) bad(l.name, f.name, `must be an integer 0..9999, got ${String(x)}`);
-        out[off] = (((x / 1000) | 0) << 4) | ((x / 100) | 0) % 10;
-        out[off + 1] = ((((x / 10) | 0) % 10) << 4) | x % 10;
-        break;
-      case 'date':
-        if (!isValidDate(x)) bad(l.name, f.name, `must be a calendar date YYYYMMDD, got '${String(x)}'`);
-        writeBcd(out, off, x);
-        break;
-      case 'time':
-        if (!isValidTime(x)) bad(l.name, f.name, `must be a time HHMMSS, got '${String(x)}'`);
-        writeBcd(out, off, x);
-        break;
-      case 'bytes':
-        if (!(x instanceof Uint8Array) || x.length !== f.length) {
-          bad(l.name, f.name, `must be ${f.length} bytes, got ${x instanceof Uint8Array ? x.length : typeof x}`);
-        }
-        out.set(x, off);
-        break;
-    }
-    off += f.length;
-  }
-  return out;
+  return codecFor(l).encode(values);
 }
 
 /** Decode bytes of exactly the layout's length; const fields must hold their value. */
@@ -129,52 +70,7 @@ export function decodeLayout<T>(l: Layout, bytes: Uint8Array): T {
   if (bytes.length !== l.length) {
     throw new CryptoError('CRYPTO_FIELD', `${l.name}: expected ${l.length} bytes, got ${bytes.length}`);
   }
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out: Record<string, unknown> = {};
-  let off = 0;
-  for (const f of l.fields) {
-    const slice = b.subarray(off, off + f.length);
-    switch (f.kind) {
-      case 'const':
-        if (slice[0] !== f.value) bad(l.name, f.name, `expected ${f.value!.toString(16).padStart(2, '0')}, got ${slice[0]!.toString(16).padStart(2, '0')}`);
-        break;
-      case 'u8':
-      case 'u16':
-      case 'u32':
-      case 'u48':
-        out[f.name] = slice.readUIntBE(0, f.length);
-        break;
-      case 'id16': {
-        const d = readBcd(b, off, 8);
-        if (d === undefined) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not packed BCD`);
-        out[f.name] = d;
-        break;
-      }
-      case 'currency': {
-        const d = readBcd(b, off, 2);
-        if (d === undefined) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not packed BCD`);
-        out[f.name] = Number(d);
-        break;
-      }
-      case 'date': {
-        const d = readBcd(b, off, 4);
-        if (d === undefined || !isValidDate(d)) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not a calendar date`);
-        out[f.name] = d;
-        break;
-      }
-      case 'time': {
-        const d = readBcd(b, off, 3);
-        if (d === undefined || !isValidTime(d)) bad(l.name, f.name, `'${slice.toString('hex').toUpperCase()}' is not a time of day`);
-        out[f.name] = d;
-        break;
-      }
-      case 'bytes':
-        out[f.name] = Buffer.from(slice);
-        break;
-    }
-    off += f.length;
-  }
-  return out as T;
+  return codecFor(l).decode(bytes) as T;
 }
 
 /** The record of layout `l` taken from `src`, which may hold more properties: one property per non-const field, in layout order. */

@@ -313,7 +313,25 @@ export const purchaseS3Input = macInput(PURCHASE_S3_LAYOUT);
  */
 export function expectedPurchaseS3Fields(s2: PurchaseS2Fields, cvr: number): PurchaseS3Fields {
   if (s2.counter >= 0xffffffff) throw new CryptoError('CRYPTO_FIELD', 'purchaseS3.newCounter: the card counter is exhausted');
-  return layoutFields(PURCHASE_S3_LAYOUT, { ...s2, newCounter: s2.counter + 1, result: PurchaseResult.DEBITED, cvr });
+  return purchaseS3Of(s2, s2.psamId, s2.counter + 1, cvr);
+}
+
+/** The PURCHASE_S3_LAYOUT record (its fields in layout order) from a purchase's S2 fields or log record. */
+function purchaseS3Of(t: Omit<PurchaseS3Fields, 'psamId' | 'newCounter' | 'result' | 'cvr'>, psamId: string, newCounter: number, cvr: number): PurchaseS3Fields {
+  return {
+    txType: t.txType,
+    alg: t.alg,
+    keyVersion: t.keyVersion,
+    cardId: t.cardId,
+    newCounter,
+    psamId,
+    psamTxn: t.psamTxn,
+    amount: t.amount,
+    currency: t.currency,
+    exponent: t.exponent,
+    result: PurchaseResult.DEBITED,
+    cvr,
+  };
 }
 
 export const loadS1Input = macInput(LOAD_S1_LAYOUT);
@@ -374,7 +392,7 @@ export function computeTotals(records: readonly BatchRecord[]): TotalsEntry[] {
  * The S3 fields of a logged purchase: what VERIFY S3 checks the card's S3 against (`cvr` from the card's DEBIT response).
  */
 export function purchaseS3FieldsForRecord(r: BatchRecord, psamId: string, cvr: number): PurchaseS3Fields {
-  return layoutFields(PURCHASE_S3_LAYOUT, { ...r, psamId, result: PurchaseResult.DEBITED, cvr });
+  return purchaseS3Of(r, psamId, r.newCounter, cvr);
 }
 
 /**

@@ -19,6 +19,22 @@ export function vpcdPortFor(reader: string): number | undefined {
   return VPCD_SLOTS.find((s) => s.reader === reader)?.port;
 }
 
+/**
+ * The vpcd slots this process may use: all of them, or the indexes in PURSELAB_RIG_SLOTS ("4-7" or
+ * "0,1,5") so that several test runs or benchmarks can share one rig without taking each other's readers.
+ */
+export function allowedSlots(spec = process.env.PURSELAB_RIG_SLOTS): readonly { readonly reader: string; readonly port: number }[] {
+  const s = spec?.trim();
+  if (!s) return VPCD_SLOTS;
+  const allowed = new Set<number>();
+  for (const part of s.split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (!m) throw new Error(`PURSELAB_RIG_SLOTS: '${part}' is not an index or a range like 4-7`);
+    for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) allowed.add(i);
+  }
+  return VPCD_SLOTS.filter((_, i) => allowed.has(i));
+}
+
 /** The command that turns the stall off (root; loopback only). */
 export const QUICKACK_ROUTE_CMD = 'ip route replace local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1 quickack 1';
 export const PLAIN_ROUTE_CMD = 'ip route replace local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1';

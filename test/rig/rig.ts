@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
 import { TransportError } from '../../src/transport/errors.ts';
 import { listReaders, PcscContext, type PcscReaderInfo } from '../../src/transport/pcsc.ts';
-import { VPCD_SLOTS } from '../../src/transport/pcsc-vpcd.ts';
+import { allowedSlots, VPCD_SLOTS } from '../../src/transport/pcsc-vpcd.ts';
+
+export { allowedSlots };
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(REPO, 'bin/purselab.js');
@@ -65,23 +67,6 @@ export function describeRig(name: string, rig: RigState, fn: () => void): void {
   }
   console.warn(`[rig] SKIPPED '${name}': ${rig.reason}`);
   describe.skip(`${name} [SKIPPED: ${rig.reason}]`, fn);
-}
-
-/**
- * The vpcd slots this test process may use: all of them, or the indexes in PURSELAB_RIG_SLOTS
- * ("4-7" or "0,1,5") so that several developers' test runs can share one rig without taking each
- * other's readers.
- */
-export function allowedSlots(): readonly { readonly reader: string; readonly port: number }[] {
-  const spec = process.env.PURSELAB_RIG_SLOTS?.trim();
-  if (!spec) return VPCD_SLOTS;
-  const allowed = new Set<number>();
-  for (const part of spec.split(',')) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new Error(`PURSELAB_RIG_SLOTS: '${part}' is not an index or a range like 4-7`);
-    for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) allowed.add(i);
-  }
-  return VPCD_SLOTS.filter((_, i) => allowed.has(i));
 }
 
 /** Slots whose reader has no card now (free for this suite's emulators). */

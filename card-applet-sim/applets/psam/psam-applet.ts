@@ -46,8 +46,9 @@ import {
   expectedPurchaseS3Fields,
   psamAdminMac,
   purchaseS2,
-  purchaseS3,
+  PURCHASE_S3_LAYOUT,
   purchaseS3FieldsForRecord,
+  purseMac,
   purseMacVerify,
   purchaseS3Input,
   type BatchRecord,
@@ -69,6 +70,7 @@ export const PSAM_MAX_CURRENCIES = 64;
 /** READ LIST: entries per response. */
 const LIST_CHUNK = { [ListSel.BLOCKED_CARDS]: 30, [ListSel.CURRENCIES]: 80 } as const;
 const RECORD = BATCH_RECORD_LAYOUT.length;
+const KNOWN_INS: ReadonlySet<number> = new Set(Object.values(PsamIns));
 const offsetOf = (name: string): number => {
   let off = 0;
   for (const f of BATCH_RECORD_LAYOUT.fields) {
@@ -119,13 +121,23 @@ function sortedEntries(entries: Buffer[], size: number): Buffer {
   return Buffer.concat(out, out.length * size);
 }
 
+/** Buffer.compare of table[offset, offset + size) with key (key.length === size here). */
+function compareEntry(table: Buffer, offset: number, size: number, key: Uint8Array): number {
+  const n = Math.min(size, key.length);
+  for (let i = 0; i < n; i++) {
+    const d = table[offset + i]! - key[i]!;
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return size === key.length ? 0 : size < key.length ? -1 : 1;
+}
+
 /** Binary search of a sorted table of fixed-size entries; returns the index or -(insertion point) - 1. */
 function findEntry(table: Buffer, size: number, key: Uint8Array): number {
   let lo = 0;
   let hi = table.length / size - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
-    const c = Buffer.compare(table.subarray(mid * size, mid * size + size), key);
+    const c = compareEntry(table, mid * size, size, key);
     if (c === 0) return mid;
     if (c < 0) lo = mid + 1;
     else hi = mid - 1;
@@ -171,6 +183,13 @@ export class PsamApplet extends Applet {
   private readonly challengeValid = this.transientNumber('reset');
   /** RAM cache of the last derived card purchase key (INITIALIZE PURCHASE derives it, VERIFY S3 reuses it). */
   private lastKey: { id: string; key: Buffer } | undefined;
+  // --- transient: the expected S3 of the last INITIALIZE PURCHASE with its MAC input and key, so that the
+  // VERIFY S3 that follows it compares instead of computing the same MAC again (cleared on deselect and reset)
+  private readonly s3MemoValid = this.transientNumber('deselect');
+  private readonly s3MemoAlg = this.transientNumber('deselect');
+  private readonly s3MemoKey = this.transientBytes(16, 'deselect');
+  private readonly s3MemoInput = this.transientBytes(PURCHASE_S3_LAYOUT.length, 'deselect');
+  private readonly s3MemoMac = this.transientBytes(8, 'deselect');
 
   constructor(_params?: Buffer) {
     super();
@@ -291,7 +310,7 @@ export class PsamApplet extends Applet {
   }
 
   private isKnownIns(ins: number): boolean {
-    return ins !== PsamIns.GET_CHALLENGE && (Object.values(PsamIns) as number[]).includes(ins);
+    return ins !== PsamIns.GET_CHALLENGE && KNOWN_INS.has(ins);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -375,7 +394,8 @@ export class PsamApplet extends Applet {
     };
     const s2 = purchaseS2(key, s2Fields);
     const s3Fields = expectedPurchaseS3Fields(s2Fields, s.authMode);
-    const expectedS3 = purchaseS3(key, s3Fields);
+    const s3Input = purchaseS3Input(s3Fields);
+    const expectedS3 = purseMac(s.alg, key, s3Input);
     const record = encodeBatchRecord({
       psamTxn: txn,
       txType: q.txType,
@@ -399,6 +419,7 @@ export class PsamApplet extends Applet {
       page.write(offset, record);
       this.recordCount.set(n + 1);
     });
+    this.rememberS3(s.alg, key, s3Input, expectedS3);
     const debit = { psamId, psamTxn: txn, amount: q.amount, currency: q.currency, exponent: q.exponent, date: q.date, time: q.time, location: q.location, s2 };
     return encodePsamInitPurchaseResponse(debit, apdu.p1 === PsamInitP1.EARLY_RELEASE ? expectedS3 : undefined);
   }
@@ -431,7 +452,11 @@ export class PsamApplet extends Applet {
     const t = this.masters.view();
     const b = Buffer.from(bin, 'hex');
     for (let off = 0; off + MASTER_ENTRY <= t.length; off += MASTER_ENTRY) {
-      if (t[off + 3] === alg && t[off + 4] === keyVersion && t.subarray(off, off + 3).equals(b)) return Buffer.from(t.subarray(off + 5, off + 21));
+      if (t[off + 3] === alg && t[off + 4] === keyVersion && t[off] === b[0] && t[off + 1] === b[1] && t[off + 2] === b[2] && b.length === 3) {
+        const key = Buffer.allocUnsafe(16);
+        for (let i = 0; i < 16; i++) key[i] = t[off + 5 + i]!;
+        return key;
+      }
     }
     return undefined;
   }
@@ -448,7 +473,10 @@ export class PsamApplet extends Applet {
     if (!master) throw new IsoException(Sw.UNKNOWN_MASTER_KEY);
     const psamId = bcdToCardId(this.psamId.view());
     const key = this.cardKey(master, r.cardId, r.alg, r.keyVersion);
-    if (!purseMacVerify(r.alg, key, purchaseS3Input(purchaseS3FieldsForRecord(r, psamId, v.cvr)), v.s3)) throw new IsoException(Sw.S3_INVALID);
+    const s3Input = purchaseS3Input(purchaseS3FieldsForRecord(r, psamId, v.cvr));
+    const remembered = this.rememberedS3(r.alg, key, s3Input);
+    const s3Ok = remembered ? v.s3.length === remembered.length && timingSafeEqual(remembered, v.s3) : purseMacVerify(r.alg, key, s3Input, v.s3);
+    if (!s3Ok) throw new IsoException(Sw.S3_INVALID);
     if (r.status === BatchRecordStatus.CONFIRMED) {
       // Idempotent for the S3 already confirmed; any other S3 does not confirm this record again.
       if (!timingSafeEqual(r.s3, v.s3)) throw new IsoException(Sw.S3_INVALID);
@@ -587,6 +615,26 @@ export class PsamApplet extends Applet {
 
   // ---------------------------------------------------------------------------------------------
   // Helpers
+
+  /** Keep the expected S3 just computed (transient memory) for the VERIFY S3 of the same transaction. */
+  private rememberS3(alg: number, key: Buffer, input: Buffer, mac: Buffer): void {
+    if (key.length !== 16 || input.length !== this.s3MemoInput.length || mac.length !== 8) return;
+    this.s3MemoAlg.value = alg;
+    this.s3MemoKey.set(key);
+    this.s3MemoInput.set(input);
+    this.s3MemoMac.set(mac);
+    this.s3MemoValid.value = 1;
+  }
+
+  /**
+   * The MAC remembered for exactly this algorithm, key and MAC input (the S3 the card must produce), or
+   * undefined: then the caller computes it. A pure memo: the MAC is a function of these three alone.
+   */
+  private rememberedS3(alg: number, key: Buffer, input: Buffer): Buffer | undefined {
+    if (this.s3MemoValid.value !== 1 || this.s3MemoAlg.value !== alg) return undefined;
+    if (!key.equals(this.s3MemoKey) || !input.equals(this.s3MemoInput)) return undefined;
+    return this.s3MemoMac;
+  }
 
   /** The card's purchase key, derived from the master by card id (the last one is kept in RAM). */
   private cardKey(master: Buffer, cardId: string, alg: number, keyVersion: number): Buffer {

@@ -1,7 +1,8 @@
 // Bench suite "purchase": purchases/s and loads/s through the in-process EmulatorChannel (purse card + PSAM +
 // issuer crypto on the HSM bridge's software backend; target >= 5,000 purchases/s), and the per-purchase
 // latency through the real pcscd + vpcd when the rig is up: the emulator's own share (time inside the two
-// emulated cards) against the transport floor (the same six APDUs to the do-nothing responder cards).
+// emulated cards' transmit) against the transport floor (the same APDUs answered by do-nothing stand-ins),
+// measured in alternation with the purchases.
 
 import { fileURLToPath } from 'node:url';
 import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
@@ -9,9 +10,6 @@ import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/apple
 import { loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
 import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
-import { NullResponderCard } from '../../../card-applet-sim/vpcd/responder.ts';
-import { command } from '../../apdu/command.ts';
-import { IEP_AID, PSAM_AID } from '../../crypto/purse-apdu.ts';
 import { psamAdminMac, derivePsamKey } from '../../crypto/purse-mac.ts';
 import { closeBatch, purgeBatch, readPsamData } from '../../terminal/psam.ts';
 import { purchase } from '../../terminal/purchase.ts';
@@ -119,11 +117,27 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
 // ---------------------------------------------------------------------------------------------
 // Through pcscd + vpcd
 
-/** A SimulatedCard for vpcd that adds up the time spent inside it. */
-class TimedCard implements VpcdCard {
+/**
+ * What vpcd talks to in the bench: the emulated card, timed, or (in floor mode) a do-nothing stand-in that
+ * answers each command at once with zero bytes of the length the card answered the same command with.
+ * Switching modes keeps the reader, the card's ATR and the pcscd connection, so the purchases and the floor
+ * can be measured in alternation, under the same momentary load.
+ *
+ * The timer covers SimulatedCard.transmit and nothing else: the card OS (APDU parsing, dispatch, response
+ * shaping, transactions) and the applet with its crypto. vpcd framing, socket I/O, pcscd and the host run
+ * outside it.
+ */
+class BenchCard implements VpcdCard {
   ns = 0n;
   apdus = 0;
-  constructor(readonly card: SimulatedCard) {}
+  floorMode = false;
+  /** Set while recording: the commands sent to the cards and the lengths of their answers. */
+  recording: Recorded[] | undefined;
+  private readonly stand: Map<number, Buffer> = new Map();
+  constructor(
+    readonly card: SimulatedCard,
+    readonly who: 0 | 1,
+  ) {}
   get atr() {
     return this.card.atr;
   }
@@ -137,12 +151,33 @@ class TimedCard implements VpcdCard {
     return this.card.reset();
   }
   transmit(apdu: Buffer): Buffer {
+    if (this.floorMode) return this.standIn(apdu);
     const t0 = process.hrtime.bigint();
     const r = this.card.transmit(apdu);
     this.ns += process.hrtime.bigint() - t0;
     this.apdus++;
+    this.recording?.push({ who: this.who, cmd: Buffer.from(apdu), rspLength: r.length });
     return r;
   }
+  /** A prepared answer of the recorded length for this command (index carried in the command's P2, see floorSequence). */
+  private standIn(apdu: Buffer): Buffer {
+    return this.stand.get(apdu.length > 3 ? apdu[3]! : 0) ?? SW_OK;
+  }
+  prepareStandIns(lengths: readonly number[]): void {
+    lengths.forEach((n, i) => {
+      const b = Buffer.alloc(Math.max(2, n));
+      b[b.length - 2] = 0x90;
+      this.stand.set(i, b);
+    });
+  }
+}
+
+const SW_OK = Buffer.from([0x90, 0x00]);
+
+interface Recorded {
+  who: 0 | 1;
+  cmd: Buffer;
+  rspLength: number;
 }
 
 async function waitCard(pcsc: typeof import('../../transport/pcsc.ts'), reader: string, present: boolean, ms = 10_000): Promise<void> {
@@ -166,6 +201,29 @@ async function unplug(pcsc: typeof import('../../transport/pcsc.ts'), slots: { r
   for (const s of slots) await waitCard(pcsc, s.reader, false).catch(() => undefined);
 }
 
+/**
+ * The floor's commands: the purchase's own APDUs (same sizes, same order, same readers), with P2 replaced
+ * by the command's index on its card so the stand-in knows which answer length to give.
+ */
+function floorSequence(rec: readonly Recorded[]): { seq: [0 | 1, Buffer][]; lengths: [number[], number[]] } {
+  const lengths: [number[], number[]] = [[], []];
+  const seq = rec.map(({ who, cmd, rspLength }) => {
+    const c = Buffer.from(cmd);
+    c[3] = lengths[who].length;
+    lengths[who].push(rspLength);
+    return [who, c] as [0 | 1, Buffer];
+  });
+  return { seq, lengths };
+}
+
+interface PcscSuiteResult {
+  lat: ReturnType<typeof summarize>;
+  floor: ReturnType<typeof summarize>;
+  /** Per purchase, microseconds inside the two emulated cards. */
+  emu: ReturnType<typeof summarize>;
+  apdus: number;
+}
+
 async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<string, number | string | boolean>> {
   let pcsc: typeof import('../../transport/pcsc.ts');
   let vpcd: typeof import('../../transport/pcsc-vpcd.ts');
@@ -181,31 +239,59 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
   } catch (e) {
     return { pcscSkipped: `${(e as Error).message} (start the rig: bash .ci/rig-up.sh)` };
   }
-  const free = vpcd.VPCD_SLOTS.filter((s) => readers.some((r) => r.name === s.reader && !r.cardPresent)).slice(0, 2).map((s) => ({ ...s }));
-  if (free.length < 2) return { pcscSkipped: `need 2 free vpcd readers, found ${free.length} (readers: ${readers.map((r) => r.name).join(', ') || 'none'}; start the rig: bash .ci/rig-up.sh)` };
+  const free = vpcd.allowedSlots().filter((s) => readers.some((r) => r.name === s.reader && !r.cardPresent)).slice(0, 2).map((s) => ({ ...s }));
+  if (free.length < 2) return { pcscSkipped: `need 2 free vpcd readers${process.env.PURSELAB_RIG_SLOTS ? ` among PURSELAB_RIG_SLOTS=${process.env.PURSELAB_RIG_SLOTS}` : ''}, found ${free.length} (readers: ${readers.map((r) => r.name).join(', ') || 'none'}; start the rig: bash .ci/rig-up.sh)` };
   const quickack = await vpcd.quickackRouteActive().catch(() => undefined);
 
   const n = Math.max(20, Math.round(300 * ctx.scale));
-  const perSuite: Record<string, { lat: ReturnType<typeof summarize>; emuMs: number; apdus: number }> = {};
+  const perSuite: Record<string, PcscSuiteResult> = {};
   for (const suite of ['3des', 'aes'] as const) {
     const w = world(k, suite);
-    const cardT = new TimedCard(w.card);
-    const psamT = new TimedCard(w.psam);
-    const cons = await plug(pcsc, free, [cardT, psamT]);
-    const samples: number[] = [];
+    const cards = [new BenchCard(w.card, 0), new BenchCard(w.psam, 1)] as const;
+    const cons = await plug(pcsc, free, [...cards]);
     try {
       const card = await pcsc.openPcscChannel(free[0]!.reader);
       const psam = await pcsc.openPcscChannel(free[1]!.reader);
+      const chans = [card, psam] as const;
       try {
         for (let i = 0; i < Math.min(10, n); i++) await purchase(card, psam, { amount: 1, ...AT });
-        const ns0 = cardT.ns + psamT.ns;
-        const a0 = cardT.apdus + psamT.apdus;
+        // Record one purchase's APDUs (both cards, in order) to build the floor from.
+        const rec: Recorded[] = [];
+        cards.forEach((c) => (c.recording = rec));
+        await purchase(card, psam, { amount: 1, ...AT });
+        cards.forEach((c) => (c.recording = undefined));
+        const { seq, lengths } = floorSequence(rec);
+        cards.forEach((c, i) => c.prepareStandIns(lengths[i]!));
+
+        const floorOnce = async () => {
+          for (const [who, cmd] of seq) await chans[who].transmitRaw(cmd);
+        };
+        const setFloor = (on: boolean) => cards.forEach((c) => (c.floorMode = on));
+        setFloor(true);
+        for (let i = 0; i < Math.min(10, n); i++) await floorOnce();
+        setFloor(false);
+
+        const lat: number[] = [];
+        const floor: number[] = [];
+        const emu: number[] = [];
+        const a0 = cards[0].apdus + cards[1].apdus;
+        const timeFloor = async () => {
+          setFloor(true);
+          const t0 = process.hrtime.bigint();
+          await floorOnce();
+          floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          setFloor(false);
+        };
         for (let i = 0; i < n; i++) {
+          if (i % 2 === 1) await timeFloor(); // alternate which comes first
+          const ns0 = cards[0].ns + cards[1].ns;
           const t0 = process.hrtime.bigint();
           await purchase(card, psam, { amount: 1, ...AT });
-          samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          emu.push(Number(cards[0].ns + cards[1].ns - ns0) / 1e6);
+          if (i % 2 === 0) await timeFloor();
         }
-        perSuite[suite] = { lat: summarize(samples), emuMs: Number(cardT.ns + psamT.ns - ns0) / 1e6 / n, apdus: (cardT.apdus + psamT.apdus - a0) / n };
+        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards[0].apdus + cards[1].apdus - a0) / n };
       } finally {
         await card.close();
         await psam.close();
@@ -215,61 +301,35 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
     }
   }
 
-  // The floor: the same APDUs of a purchase (sizes and order) to the do-nothing responders.
-  const seq: [0 | 1, Buffer][] = [
-    [0, Buffer.from(command(0x00, 0xa4, 0x04, 0x00, IEP_AID, 256).data)],
-    [0, Buffer.alloc(0)],
-    [1, Buffer.from(PSAM_AID)],
-    [1, Buffer.alloc(50)],
-    [0, Buffer.alloc(42)],
-    [1, Buffer.alloc(17)],
-  ];
-  const cons = await plug(pcsc, free, [new NullResponderCard(), new NullResponderCard()]);
-  const floor: number[] = [];
-  try {
-    const chans = [await pcsc.openPcscChannel(free[0]!.reader), await pcsc.openPcscChannel(free[1]!.reader)];
-    try {
-      const once = async () => {
-        for (const [who, data] of seq) await chans[who]!.transmit(command(0x80, 0x10, 0, 0, data.length ? data : undefined, 256));
-      };
-      for (let i = 0; i < Math.min(10, n); i++) await once();
-      for (let i = 0; i < n; i++) {
-        const t0 = process.hrtime.bigint();
-        await once();
-        floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
-    } finally {
-      for (const c of chans) await c.close();
-    }
-  } finally {
-    await unplug(pcsc, free, cons);
-  }
-
-  const fl = summarize(floor);
   const d = perSuite['3des']!;
   const a = perSuite['aes']!;
-  const share = d.emuMs / fl.medianMs;
-  const shareAes = a.emuMs / fl.medianMs;
-  const ok = share <= TARGET_EMULATOR_SHARE;
+  const share = (r: PcscSuiteResult) => r.emu.medianMs / r.floor.medianMs;
+  const ok = share(d) <= TARGET_EMULATOR_SHARE;
   if (!ctx.json) {
     const io = ctx.io;
-    io.out(`  over pcscd + vpcd (${free[0]!.reader} + ${free[1]!.reader}; quickack route ${quickack === true ? 'on' : quickack === false ? 'OFF: ~40 ms stalls per APDU' : 'unknown'}), ${n} purchases per card suite:`);
-    io.out(`    transport floor (the same ${seq.length} APDUs to do-nothing cards): median ${fmt(fl.medianMs)} ms per purchase`);
-    for (const [name, r, sh] of [['3DES', d, share], ['AES ', a, shareAes]] as const) {
-      io.out(`    ${name} card: median ${fmt(r.lat.medianMs)} ms, p99 ${fmt(r.lat.p99Ms)} ms per purchase (${r.apdus.toFixed(0)} APDUs); emulator (card + PSAM) ${fmt(r.emuMs * 1000)} us = ${(sh * 100).toFixed(1)}% of the floor`);
+    io.out(`  over pcscd + vpcd (${free[0]!.reader} + ${free[1]!.reader}; quickack route ${quickack === true ? 'on' : quickack === false ? 'OFF: ~40 ms stalls per APDU' : 'unknown'}), ${n} purchases per card suite,`);
+    io.out('  each followed or preceded by the floor: the same APDUs (sizes, order, readers) answered at once by do-nothing');
+    io.out('  stand-ins with answers of the same lengths. "emulator" = time inside SimulatedCard.transmit of card + PSAM');
+    io.out('  (card OS + applets + their crypto; not vpcd framing, sockets, pcscd or the host), per purchase:');
+    for (const [name, r] of [['3DES', d], ['AES ', a]] as const) {
+      io.out(`    ${name} card: purchase median ${fmt(r.lat.medianMs)} ms (p99 ${fmt(r.lat.p99Ms)} ms, ${r.apdus.toFixed(0)} APDUs); floor median ${fmt(r.floor.medianMs)} ms;`);
+      io.out(`          emulator median ${fmt(r.emu.medianMs * 1000)} us (mean ${fmt(r.emu.meanMs * 1000)} us) = ${(share(r) * 100).toFixed(1)}% of the floor`);
     }
-    io.out(`    emulator share target <= ${TARGET_EMULATOR_SHARE * 100}% of the floor (3DES card): ${ok ? 'met' : 'NOT met'}`);
+    io.out(`    emulator share target <= ${TARGET_EMULATOR_SHARE * 100}% of the floor (3DES card, medians): ${ok ? 'met' : 'NOT met'}`);
   }
   return {
     pcscPurchases: n,
-    pcscFloorMedianMs: Number(fl.medianMs.toFixed(3)),
+    pcscFloorMedianMs: Number(d.floor.medianMs.toFixed(3)),
     pcscPurchaseMedianMs: Number(d.lat.medianMs.toFixed(3)),
     pcscPurchaseP99Ms: Number(d.lat.p99Ms.toFixed(3)),
-    pcscEmulatorUsPerPurchase: Number((d.emuMs * 1000).toFixed(1)),
-    pcscEmulatorShareOfFloor: Number(share.toFixed(4)),
+    pcscEmulatorUsPerPurchase: Number((d.emu.medianMs * 1000).toFixed(1)),
+    pcscEmulatorMeanUsPerPurchase: Number((d.emu.meanMs * 1000).toFixed(1)),
+    pcscEmulatorShareOfFloor: Number(share(d).toFixed(4)),
+    pcscFloorMedianMs_aes: Number(a.floor.medianMs.toFixed(3)),
     pcscPurchaseMedianMs_aes: Number(a.lat.medianMs.toFixed(3)),
-    pcscEmulatorUsPerPurchase_aes: Number((a.emuMs * 1000).toFixed(1)),
-    pcscEmulatorShareOfFloor_aes: Number(shareAes.toFixed(4)),
+    pcscEmulatorUsPerPurchase_aes: Number((a.emu.medianMs * 1000).toFixed(1)),
+    pcscEmulatorMeanUsPerPurchase_aes: Number((a.emu.meanMs * 1000).toFixed(1)),
+    pcscEmulatorShareOfFloor_aes: Number(share(a).toFixed(4)),
     pcscApdusPerPurchase: d.apdus,
     pcscQuickack: quickack === undefined ? 'unknown' : quickack,
     pcscShareTargetMet: ok,
