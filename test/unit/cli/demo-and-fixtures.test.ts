@@ -1,4 +1,5 @@
-// The README's entry points, in-process: `purselab demo --in-process` completes with value conserved, and the
+// The README's entry points, in-process: `purselab demo --in-process` completes with value conserved (card
+// flows, then the servers' Internet flows), and the
 // shipped APDU script passes against a freshly issued card with the reference applet.
 
 import { spawnSync } from 'node:child_process';
@@ -19,10 +20,14 @@ describe('purselab demo --in-process', () => {
     expect(r.stdout).toMatch(/balance 5\.00 EUR -> 25\.00 EUR/);
     expect(r.stdout).toMatch(/batch 1: 3 records, purchases 5\.20 EUR, MAC verified/);
     expect(r.stdout).toMatch(/= 19\.80 EUR: conserved/);
+    // The network half: +10.00 loaded from the bank, -4.20 paid at the merchant.
+    expect(r.stdout).toMatch(/loaded; card 19\.80 EUR -> 29\.80 EUR/);
+    expect(r.stdout).toMatch(/card 29\.80 EUR -> 25\.60 EUR/);
+    expect(r.stdout).toMatch(/demo: every check held/);
     // The kept card image holds the final balance.
     const info = cli(['card', 'info', '--reader', `emu:${join(tmp, 'card.img')}`, '--json']);
     expect(info.status, info.stderr).toBe(0);
-    expect(JSON.parse(info.stdout)).toMatchObject({ balance: 1980 });
+    expect(JSON.parse(info.stdout)).toMatchObject({ balance: 2560 });
   });
 });
 
