@@ -15,6 +15,7 @@
 
 import { createPublicKey } from 'node:crypto';
 import {
+  bcdToCardId,
   cbcFromEcb,
   diversificationBlocks,
   macEquals,
@@ -184,6 +185,59 @@ export function cardKeyDerivation(P: Pkcs11Js, aes: boolean, block: Buffer): { m
   return { mechanism, template };
 }
 
+/** Stored keys by label and version (no key string to build and hash per lookup). */
+class KeyCache {
+  private readonly byLabel = new Map<string, Map<number, TokenKey>>();
+  get(ref: KeyRef): TokenKey | undefined {
+    return this.byLabel.get(ref.label)?.get(ref.version);
+  }
+  set(ref: KeyRef, k: TokenKey): void {
+    let versions = this.byLabel.get(ref.label);
+    if (!versions) this.byLabel.set(ref.label, (versions = new Map()));
+    versions.set(ref.version, k);
+  }
+  clear(): void {
+    this.byLabel.clear();
+  }
+}
+
+/** The context of an operation on a key spec; its name is only needed for an error message: built then. */
+class SpecContext implements OpContext {
+  mechanism?: number;
+  unwrap?: boolean;
+  readonly ref: KeyRef;
+  constructor(
+    private readonly what: string,
+    private readonly spec: ResolvedSpec,
+  ) {
+    this.ref = spec.kind === 'stored' ? spec.ref : spec.master;
+  }
+  get op(): string {
+    return `${this.what} with ${describeSpec(this.spec)}`;
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** f of a value that may still be coming: synchronous when it is there, chained when it is a promise. */
+function then<A, B>(a: A | Promise<A>, f: (a: A) => B | Promise<B>): B | Promise<B> {
+  return a instanceof Promise ? a.then(f) : f(a);
+}
+
+/** A maybe-synchronous result as the promise the Hsm interface returns (a synchronous throw becomes a rejection). */
+function settle<T>(f: () => T | Promise<T>): Promise<T> {
+  try {
+    const r = f();
+    return r instanceof Promise ? r : Promise.resolve(r);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 export class Pkcs11Hsm implements Hsm {
   readonly backend = 'pkcs11' as const;
   readonly options: Pkcs11HsmOptions;
@@ -199,8 +253,12 @@ export class Pkcs11Hsm implements Hsm {
   private mechs = new Map<number, number>();
   private needsLogin = true;
   private singleDes: 'ok' | 'absent' | 'broken' = 'absent';
-  private readonly keyCache = new Map<string, TokenKey>();
+  private readonly keyCache = new KeyCache();
   private readonly derivedCache = new Map<string, DerivedEntry>();
+  /** The id last put at the end of derivedCache's LRU order (when it is still there, it is the newest). */
+  private mostRecent: string | undefined;
+  /** The card key whose id derivedId() made last. */
+  private lastDerived: { label: string; version: number; cardId: Buffer; id: string } | undefined;
 
   constructor(options: Pkcs11HsmOptions) {
     if (!options || typeof options.module !== 'string' || !options.module) throw new HsmBadInputError('PKCS#11 backend: module path is required');
@@ -306,7 +364,7 @@ export class Pkcs11Hsm implements Hsm {
           const k = this.readKey(s, h, cls);
           if (!k) continue;
           out.push(k.info);
-          this.keyCache.set(refKey(k.info), k);
+          this.keyCache.set(k.info, k);
         }
       }
       return sortKeys(out);
@@ -363,35 +421,44 @@ export class Pkcs11Hsm implements Hsm {
     });
   }
 
-  async keyCheckValue(key: KeySpec): Promise<Buffer> {
-    const spec = checkKeySpec(key);
-    return this.withMaterial(spec, undefined, 'compute a check value', async (s, ctx, m, k) => {
-      if (!k) return this.materialKcv(s, ctx, m);
-      if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
-      return Buffer.from(k.info.kcv, 'hex');
+  // keyCheckValue, macGenerate and macVerify are the per-transaction calls: with synchronous token calls
+  // ('sync') they run start to end in one go and hand back one settled promise (see settle()).
+
+  keyCheckValue(key: KeySpec): Promise<Buffer> {
+    return settle(() => {
+      const spec = checkKeySpec(key);
+      return this.withMaterial(spec, undefined, 'compute a check value', (s, ctx, m, k) => {
+        if (!k) return this.materialKcv(s, ctx, m);
+        if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
+        return Buffer.from(k.info.kcv, 'hex');
+      });
     });
   }
 
-  async macGenerate(key: KeySpec, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
-    const alg = checkMacAlgorithm(algorithm);
-    const d = checkData(data);
-    const spec = checkKeySpec(key);
-    return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
-      if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
-      return this.mac(s, ctx, m, alg, d);
+  macGenerate(key: KeySpec, algorithm: MacAlgorithm, data: Buffer): Promise<Buffer> {
+    return settle(() => {
+      const alg = checkMacAlgorithm(algorithm);
+      const d = checkData(data);
+      const spec = checkKeySpec(key);
+      return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
+        if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
+        return this.mac(s, ctx, m, alg, d);
+      });
     });
   }
 
-  async macVerify(key: KeySpec, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
-    const alg = checkMacAlgorithm(algorithm);
-    const d = checkData(data);
-    const expected = checkMacToVerify(alg, mac);
-    const spec = checkKeySpec(key);
-    const compare = (full: Buffer): boolean => macEquals(full.subarray(0, expected.length), expected);
-    return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
-      if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
-      const full = this.mac(s, ctx, m, alg, d);
-      return full instanceof Promise ? full.then(compare) : compare(full);
+  macVerify(key: KeySpec, algorithm: MacAlgorithm, data: Buffer, mac: Buffer): Promise<boolean> {
+    return settle(() => {
+      const alg = checkMacAlgorithm(algorithm);
+      const d = checkData(data);
+      const expected = checkMacToVerify(alg, mac);
+      const spec = checkKeySpec(key);
+      const compare = (full: Buffer): boolean => macEquals(full.subarray(0, expected.length), expected);
+      return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
+        if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
+        const full = this.mac(s, ctx, m, alg, d);
+        return full instanceof Promise ? full.then(compare) : compare(full);
+      });
     });
   }
 
@@ -464,7 +531,7 @@ export class Pkcs11Hsm implements Hsm {
       const kp = this.async ? await this.lib!.C_GenerateKeyPairAsync(s, mech, pub, priv) : this.lib!.C_GenerateKeyPair(s, mech, pub, priv);
       const k = this.readKey(s, kp.privateKey, P.CKO_PRIVATE_KEY);
       if (!k) throw new HsmDeviceError(`the token made an RSA key pair for ${refName(r)} that reads back wrongly`);
-      this.keyCache.set(refKey(r), k);
+      this.keyCache.set(r, k);
       return { publicKeyDer: this.publicKeyDer(s, kp.publicKey) };
     });
   }
@@ -528,20 +595,52 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  private async run<T>(ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): Promise<T> {
-    const ready = this.pool && !this.needsLogin ? this.pool : undefined;
-    const pool = ready ?? (await this.ready());
+  /**
+   * Run fn on a pooled session. Synchronous from start to end when the pool is ready, a session is free and fn
+   * is synchronous (sync token calls): no promise is made here then; otherwise a promise.
+   */
+  private run<T>(ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): T | Promise<T> {
+    const pool = this.pool && !this.needsLogin ? this.pool : undefined;
+    if (!pool) return this.ready().then((p) => this.runOn(p, ctx, fn));
+    return this.runOn(pool, ctx, fn);
+  }
+
+  private runOn<T>(pool: SessionPool, ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): T | Promise<T> {
     const got = pool.acquire();
-    const s = got instanceof Promise ? await got : got;
-    let dead = false;
+    if (got instanceof Promise) return got.then((s) => this.runWith(pool, s, ctx, fn));
+    return this.runWith(pool, got, ctx, fn);
+  }
+
+  private runWith<T>(pool: SessionPool, s: Handle, ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): T | Promise<T> {
+    let r: T | Promise<T>;
     try {
-      return await fn(s, ctx);
+      r = fn(s, ctx);
     } catch (e) {
-      // A call that failed inside the token may leave an operation active on the session (CKR_OPERATION_ACTIVE
-      // for the next user): such a session is closed and replaced rather than reused. Our own checks (HsmError,
-      // thrown before any token call of the operation) leave the session clean.
-      dead = !(e instanceof HsmError);
-      throw this.translate(e, s, ctx);
+      throw this.failed(pool, s, ctx, e);
+    }
+    if (r instanceof Promise) {
+      return r.then(
+        (v) => {
+          pool.release(s);
+          return v;
+        },
+        (e: unknown) => {
+          throw this.failed(pool, s, ctx, e);
+        },
+      );
+    }
+    pool.release(s);
+    return r;
+  }
+
+  /** An operation failed on session s: the error to report, with the session given back (or closed). */
+  private failed(pool: SessionPool, s: Handle, ctx: OpContext, e: unknown): HsmError | PurselabError {
+    // A call that failed inside the token may leave an operation active on the session (CKR_OPERATION_ACTIVE
+    // for the next user): such a session is closed and replaced rather than reused. Our own checks (HsmError,
+    // thrown before any token call of the operation) leave the session clean.
+    const dead = !(e instanceof HsmError);
+    try {
+      return this.translate(e, s, ctx);
     } finally {
       if (dead) this.forgetSession(s);
       pool.release(s, dead);
@@ -758,7 +857,7 @@ export class Pkcs11Hsm implements Hsm {
 
   /** A stored key by reference (cached), or undefined. */
   private lookupKey(s: Handle, ref: KeyRef): TokenKey | undefined {
-    const cached = this.keyCache.get(refKey(ref));
+    const cached = this.keyCache.get(ref);
     if (cached) return cached;
     const P = this.P!;
     for (const h of this.findObjects(s, [{ type: P.CKA_LABEL, value: ref.label }])) {
@@ -767,7 +866,7 @@ export class Pkcs11Hsm implements Hsm {
       if ((c !== P.CKO_SECRET_KEY && c !== P.CKO_PRIVATE_KEY) || idToVersion(id ?? Buffer.alloc(0)) !== ref.version) continue;
       const k = this.readKey(s, h, c);
       if (k) {
-        this.keyCache.set(refKey(ref), k);
+        this.keyCache.set(ref, k);
         return k;
       }
     }
@@ -852,7 +951,7 @@ export class Pkcs11Hsm implements Hsm {
   private cacheNew(s: Handle, h: Handle, cls: number): KeyInfo {
     const k = this.readKey(s, h, cls);
     if (!k) throw new HsmDeviceError('the token created a key that reads back wrongly');
-    this.keyCache.set(refKey(k.info), k);
+    this.keyCache.set(k.info, k);
     return k.info;
   }
 
@@ -896,11 +995,12 @@ export class Pkcs11Hsm implements Hsm {
 
   private requireMechanism(mech: number, flag: number | undefined, purpose: string): void {
     const flags = this.mechs.get(mech);
-    const name = mechanismName(mech);
     if (flags === undefined) {
+      const name = mechanismName(mech);
       throw new HsmMechanismUnsupportedError(name, `token '${this.options.tokenLabel}' has no ${name} (needed for ${purpose})`);
     }
     if (flag !== undefined && flags !== 0 && (flags & flag) === 0) {
+      const name = mechanismName(mech);
       throw new HsmMechanismUnsupportedError(name, `token '${this.options.tokenLabel}' has ${name} but not for this use (needed for ${purpose})`);
     }
   }
@@ -908,19 +1008,13 @@ export class Pkcs11Hsm implements Hsm {
   // ------------------------------------------------------------------------------------------------------
   // Key material: stored keys and card keys derived inside the token
 
-  private async withMaterial<T>(
+  private withMaterial<T>(
     spec: ResolvedSpec,
     usage: KeyUsage | undefined,
     op: string,
     fn: (s: Handle, ctx: OpContext, m: Material, stored: TokenKey | undefined, type: SymmetricKeyType) => Promise<T> | T,
-  ): Promise<T> {
-    // The operation's name is only needed for an error message: built then, not on every call.
-    const ctx: OpContext = {
-      get op() {
-        return `${op} with ${describeSpec(spec)}`;
-      },
-      ref: spec.kind === 'stored' ? spec.ref : spec.master,
-    };
+  ): T | Promise<T> {
+    const ctx = new SpecContext(op, spec);
     return this.run(ctx, (s): T | Promise<T> => {
       if (spec.kind === 'stored') {
         const k = this.key(s, spec.ref);
@@ -934,7 +1028,7 @@ export class Pkcs11Hsm implements Hsm {
       requireUsage(mk.info, 'derive', 'derive card keys');
       const cached = this.cachedDerived(spec);
       if (cached) return this.using(s, cached, () => fn(s, ctx, cached.material, undefined, type));
-      return this.derivedKey(s, ctx, spec, mk, type).then((entry) => this.using(s, entry, () => fn(s, ctx, entry.material, undefined, type)));
+      return then(this.derivedKey(s, ctx, spec, mk, type), (entry) => this.using(s, entry, () => fn(s, ctx, entry.material, undefined, type)));
     });
   }
 
@@ -953,7 +1047,13 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   private derivedId(spec: ResolvedSpec & { kind: 'derived' }): string {
-    return `${refKey(spec.master)}\u0000${spec.cardId.toString('hex')}`;
+    // The same card key as last time (a load's S1, S2 and S3): the id string made then, whose hash the Map
+    // has already computed, instead of a new one.
+    const last = this.lastDerived;
+    if (last && last.label === spec.master.label && last.version === spec.master.version && sameBytes(last.cardId, spec.cardId)) return last.id;
+    const id = `${refKey(spec.master)}\u0000${bcdToCardId(spec.cardId)}`;
+    this.lastDerived = { label: spec.master.label, version: spec.master.version, cardId: Buffer.from(spec.cardId), id };
+    return id;
   }
 
   /** A live cached derivation of this card key (taken into use), or undefined. */
@@ -962,43 +1062,51 @@ export class Pkcs11Hsm implements Hsm {
     const id = this.derivedId(spec);
     const hit = this.derivedCache.get(id);
     if (!hit || hit.expires <= Date.now()) return undefined;
-    this.derivedCache.delete(id); // re-insert: most recently used last
-    this.derivedCache.set(id, hit);
+    if (this.mostRecent !== id) {
+      this.derivedCache.delete(id); // re-insert: most recently used last
+      this.derivedCache.set(id, hit);
+      this.mostRecent = id;
+    }
     hit.users++;
     return hit;
   }
 
-  private async derivedKey(s: Handle, ctx: OpContext, spec: ResolvedSpec & { kind: 'derived' }, mk: TokenKey, type: SymmetricKeyType): Promise<DerivedEntry> {
+  /** Derive a card key inside the token (synchronously with sync token calls) and cache it. */
+  private derivedKey(s: Handle, ctx: OpContext, spec: ResolvedSpec & { kind: 'derived' }, mk: TokenKey, type: SymmetricKeyType): DerivedEntry | Promise<DerivedEntry> {
     const P = this.P!;
-    const id = this.derivedId(spec);
     const now = Date.now();
     const blocks = diversificationBlocks(spec.cardId, type);
-    let objects: Handle[];
-    let material: Material;
     if (type === 'DES3-2KEY') {
       this.requireMechanism(P.CKM_DES3_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving 2-key 3DES card keys');
       this.requireSingleDes();
-      const k1 = await this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!);
-      let k2: Handle;
-      try {
-        k2 = await this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[1]!);
-      } catch (e) {
-        this.destroy(s, [k1]);
-        throw e;
-      }
-      objects = [k1, k2];
-      material = { kind: 'des-halves', k1, k2 };
-    } else {
-      this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
-      const k = await this.deriveOne(s, ctx, mk.handle, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!);
-      objects = [k];
-      material = { kind: 'aes', key: k };
+      return then(this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!), (k1) => {
+        const second = (k2: Handle): DerivedEntry => this.keepDerived(s, spec, now, [k1, k2], { kind: 'des-halves', k1, k2 });
+        const dropK1 = (e: unknown): never => {
+          this.destroy(s, [k1]);
+          throw e;
+        };
+        let k2: Handle | Promise<Handle>;
+        try {
+          k2 = this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[1]!);
+        } catch (e) {
+          return dropK1(e);
+        }
+        return k2 instanceof Promise ? k2.then(second, dropK1) : second(k2);
+      });
     }
+    this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
+    return then(this.deriveOne(s, ctx, mk.handle, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.keepDerived(s, spec, now, [k], { kind: 'aes', key: k }));
+  }
+
+  /** A derived card key's cache entry (taken into use), kept in the cache when it has room. */
+  private keepDerived(s: Handle, spec: ResolvedSpec & { kind: 'derived' }, now: number, objects: Handle[], material: Material): DerivedEntry {
+    const id = this.derivedId(spec);
     const entry: DerivedEntry = { material, objects, session: s.toString('hex'), expires: now + this.cacheTtl, users: 1, doomed: this.cacheMax === 0 };
     if (this.cacheMax > 0) {
       const old = this.derivedCache.get(id);
       if (old) this.evict(s, id, old);
       this.derivedCache.set(id, entry);
+      this.mostRecent = id;
       for (const [k, e] of this.derivedCache) {
         if (this.derivedCache.size <= this.cacheMax && e.expires > now) break;
         this.evict(s, k, e);
@@ -1008,7 +1116,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /** One card-key block derived inside the token (see cardKeyDerivation). */
-  private async deriveOne(s: Handle, ctx: OpContext, master: Handle, mech: number, block: Buffer): Promise<Handle> {
+  private deriveOne(s: Handle, ctx: OpContext, master: Handle, mech: number, block: Buffer): Handle | Promise<Handle> {
     const { mechanism, template } = cardKeyDerivation(this.P!, mech === this.P!.CKM_AES_CBC_ENCRYPT_DATA, block);
     ctx.mechanism = mech;
     return this.async ? this.lib!.C_DeriveKeyAsync(s, mechanism, master, template) : this.lib!.C_DeriveKey(s, mechanism, master, template);
@@ -1105,9 +1213,9 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  private async materialKcv(s: Handle, ctx: OpContext, m: Material): Promise<Buffer> {
+  private materialKcv(s: Handle, ctx: OpContext, m: Material): Buffer | Promise<Buffer> {
     if (m.kind === 'des-halves') return this.ede(s, ctx, m, ZERO8).subarray(0, 3);
-    if (m.kind === 'aes') return (await this.mac(s, ctx, m, 'AES-CMAC', ZERO16)).subarray(0, 3);
+    if (m.kind === 'aes') return then(this.mac(s, ctx, m, 'AES-CMAC', ZERO16), (full) => full.subarray(0, 3));
     throw new HsmDeviceError('stored DES keys take their check value from readKey');
   }
 

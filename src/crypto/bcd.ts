@@ -38,8 +38,10 @@ export function cardIdToBcd(cardId: CardIdInput): Buffer {
   if (cardId.length !== CARD_ID_BYTES) {
     throw new CryptoError('CRYPTO_CARD_ID', `card id in BCD must be 8 bytes, got ${cardId.length}`);
   }
-  const digits = Buffer.from(cardId).toString('hex');
-  if (!/^[0-9]{16}$/.test(digits)) throw new CryptoError('CRYPTO_CARD_ID', `card id '${digits.toUpperCase()}' is not packed BCD`);
+  for (let i = 0; i < CARD_ID_BYTES; i++) {
+    const b = cardId[i]!;
+    if (b >> 4 > 9 || (b & 15) > 9) throw new CryptoError('CRYPTO_CARD_ID', `card id '${Buffer.from(cardId).toString('hex').toUpperCase()}' is not packed BCD`);
+  }
   return Buffer.from(cardId);
 }
 

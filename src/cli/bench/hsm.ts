@@ -264,10 +264,10 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
       const rounds = 9;
       const per = Math.max(4, Math.round(n / rounds));
       let i0 = 1;
-      await timeCalls(Math.max(5, per), (i) => op.run(opened.hsm, i0 + i)); // warm-up
-      i0 += per;
-      if (floor) for (let i = 0; i < per; i++) floor.run(i0 + i);
-      i0 += per;
+      // Warm-up: enough calls for the JIT to compile both paths (a backend's few microseconds of JS are
+      // otherwise measured interpreted, with --quick especially), bounded in time for the slow serial line.
+      i0 += await warmUp((i) => op.run(opened.hsm, i0 + i), per);
+      if (floor) i0 += await warmUp((i) => floor.run(i0 + i), per);
       const lat: number[] = [];
       const flat: number[] = [];
       const ratios: number[] = [];
@@ -320,10 +320,31 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
         lines.push(`  ${target.name.padEnd(22)} ${`${op.label}, ${callers} caller${callers > 1 ? 's' : ''}`.padEnd(46)} ${fmt((total * 1000) / ms).padStart(6)} ops/s  cores busy ${busy.toFixed(2)} of ${cpus().length}`);
       }
     }
-    if (opened.extraFigures) Object.assign(figures, Object.fromEntries(Object.entries(await opened.extraFigures()).map(([k, v]) => [`${target.name}.${k}`, v])));
+    if (opened.extraFigures) {
+      const extra = await opened.extraFigures();
+      Object.assign(figures, Object.fromEntries(Object.entries(extra).map(([k, v]) => [`${target.name}.${k}`, v])));
+      // A line's wire-time figures (serial): median latency over the time the operation's bytes take on the wire.
+      for (const [k, v] of Object.entries(extra)) {
+        if (!k.endsWith('.latencyOverWire')) continue;
+        const op = k.slice(0, -'.latencyOverWire'.length);
+        const label = HSM_BENCH_OPS.find((o) => o.key === op)?.label ?? op;
+        lines.push(`  ${target.name.padEnd(22)} ${label.padEnd(42)} ${String(extra[`${op}.wireBytes`])} bytes on the wire = ${fmt(Number(extra[`${op}.wireUs`]))} us; median latency ${String(v)}x the wire time`);
+      }
+      if (extra.worstLatencyOverWire !== undefined) lines.push(`  ${target.name.padEnd(22)} worst median latency / wire time ${String(extra.worstLatencyOverWire)}x (target <= 1.2x: ${String(extra.wireTargetMet)})`);
+    }
   } finally {
     await opened.close();
   }
+}
+
+/** Call fn at least `min` times, then on up to WARM_CALLS calls or WARM_MS milliseconds; returns the calls made. */
+const WARM_CALLS = 2000;
+const WARM_MS = 400;
+async function warmUp(fn: (i: number) => unknown, min: number): Promise<number> {
+  const t0 = Date.now();
+  let i = 0;
+  while (i < Math.max(5, min) || (i < WARM_CALLS && Date.now() - t0 < WARM_MS)) await fn(i++);
+  return i;
 }
 
 /** Measure in a child Node with --openssl-legacy-provider (SoftHSM2's single DES) and return its figures. */
