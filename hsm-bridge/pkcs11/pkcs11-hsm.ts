@@ -257,6 +257,11 @@ export class Pkcs11Hsm implements Hsm {
   private readonly derivedCache = new Map<string, DerivedEntry>();
   /** The id last put at the end of derivedCache's LRU order (when it is still there, it is the newest). */
   private mostRecent: string | undefined;
+  /** Mechanism parameters used on every MAC (pkcs11js reads them, never changes them). */
+  private cmacMech: { mechanism: number } | undefined;
+  private desEcbMech: { mechanism: number } | undefined;
+  /** Session handles as hex (the derived-key cache notes which session made a key). */
+  private readonly sessionIds = new WeakMap<Handle, string>();
   /** The card key whose id derivedId() made last. */
   private lastDerived: { label: string; version: number; cardId: Buffer; id: string } | undefined;
 
@@ -649,7 +654,7 @@ export class Pkcs11Hsm implements Hsm {
 
   /** A session is closing: the derived keys it created go with it. */
   private forgetSession(s: Handle): void {
-    const id = s.toString('hex');
+    const id = this.sessionId(s);
     for (const [k, e] of this.derivedCache) {
       if (e.session === id) {
         this.derivedCache.delete(k);
@@ -1046,6 +1051,12 @@ export class Pkcs11Hsm implements Hsm {
     return r;
   }
 
+  private sessionId(s: Handle): string {
+    let id = this.sessionIds.get(s);
+    if (id === undefined) this.sessionIds.set(s, (id = s.toString('hex')));
+    return id;
+  }
+
   private derivedId(spec: ResolvedSpec & { kind: 'derived' }): string {
     // The same card key as last time (a load's S1, S2 and S3): the id string made then, whose hash the Map
     // has already computed, instead of a new one.
@@ -1101,7 +1112,7 @@ export class Pkcs11Hsm implements Hsm {
   /** A derived card key's cache entry (taken into use), kept in the cache when it has room. */
   private keepDerived(s: Handle, spec: ResolvedSpec & { kind: 'derived' }, now: number, objects: Handle[], material: Material): DerivedEntry {
     const id = this.derivedId(spec);
-    const entry: DerivedEntry = { material, objects, session: s.toString('hex'), expires: now + this.cacheTtl, users: 1, doomed: this.cacheMax === 0 };
+    const entry: DerivedEntry = { material, objects, session: this.sessionId(s), expires: now + this.cacheTtl, users: 1, doomed: this.cacheMax === 0 };
     if (this.cacheMax > 0) {
       const old = this.derivedCache.get(id);
       if (old) this.evict(s, id, old);
@@ -1171,7 +1182,7 @@ export class Pkcs11Hsm implements Hsm {
 
   /** 2-key 3DES encryption of one block from the single-DES halves: E_K1(D_K2(E_K1(x))). */
   private ede(s: Handle, ctx: OpContext, m: Material & { kind: 'des-halves' }, block: Buffer): Buffer {
-    const ecb = { mechanism: this.P!.CKM_DES_ECB };
+    const ecb = (this.desEcbMech ??= { mechanism: this.P!.CKM_DES_ECB });
     return this.encSync(s, ctx, ecb, m.k1, this.decSync(s, ctx, ecb, m.k2, this.encSync(s, ctx, ecb, m.k1, block)));
   }
 
@@ -1189,10 +1200,11 @@ export class Pkcs11Hsm implements Hsm {
     switch (alg) {
       case 'AES-CMAC': {
         if (m.kind !== 'aes') throw new HsmDeviceError('AES-CMAC on a DES key');
-        this.requireMechanism(P.CKM_AES_CMAC, P.CKF_SIGN, 'AES-CMAC');
-        ctx.mechanism = P.CKM_AES_CMAC;
+        const cmac = (this.cmacMech ??= { mechanism: P.CKM_AES_CMAC }); // one mechanism object for every call
+        this.requireMechanism(cmac.mechanism, P.CKF_SIGN, 'AES-CMAC');
+        ctx.mechanism = cmac.mechanism;
         const lib = this.lib!;
-        lib.C_SignInit(s, { mechanism: P.CKM_AES_CMAC }, m.key);
+        lib.C_SignInit(s, cmac, m.key);
         // pkcs11js passes empty data as a NULL pointer (CKR_ARGUMENTS_BAD): the CMAC of nothing is C_SignFinal alone.
         if (data.length === 0) return Buffer.from(lib.C_SignFinal(s, Buffer.alloc(16)));
         return this.async ? lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16));
