@@ -34,7 +34,7 @@ import { issuerFromPaymentOps, type LoadIssuer } from '../../terminal/load.ts';
 import { initializeForLoad } from '../../terminal/purse.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { initKeys } from '../commands/hsm-init.ts';
-import { fmt, summarize } from './stats.ts';
+import { fmt, runConcurrently, summarize } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
 type Figures = Record<string, number | string | boolean>;
@@ -84,24 +84,6 @@ const BACKENDS: Backend[] = [
   },
 ];
 
-/** N workers draining `total` jobs; per-job latencies and the elapsed time. */
-async function drive(total: number, workers: number, job: (worker: number) => Promise<void>): Promise<{ samples: number[]; ms: number }> {
-  let next = 0;
-  const samples: number[] = [];
-  const t0 = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: workers }, async (_, w) => {
-      while (next < total) {
-        next++;
-        const s = process.hrtime.bigint();
-        await job(w);
-        samples.push(Number(process.hrtime.bigint() - s) / 1e6);
-      }
-    }),
-  );
-  return { samples, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
-}
-
 async function measureBackend(ctx: BenchContext, b: Backend, figures: Figures, lines: string[]): Promise<void> {
   const opened = await b.open();
   if ('skip' in opened) {
@@ -134,21 +116,21 @@ async function measureBackend(ctx: BenchContext, b: Backend, figures: Figures, l
       // One S1 per card for the floor: the HSM work of a load is verify S1 + generate S2 + verify S3.
       const inits = await Promise.all(cards.map((ch) => initializeForLoad(ch, { amount: 100, currency: 978, exponent: 2, date: '20260101', time: '120000', loadTxnId: randomBytes(8) })));
       const s3 = Buffer.alloc(8);
-      const floor = await drive(total, n, async (w) => {
+      const floor = await runConcurrently(total, n, async (w) => {
         const init = inits[w]!;
         await issuer.verifyS1(init.s1Fields, init.s1);
         await issuer.generateS2(init.s1Fields);
         await issuer.verifyS3(loadS3FieldsFor(loadS2FieldsFromS1(init.s1Fields), 0, init.s1Fields.counter + 1, init.s1Fields.balance + 100), s3);
       });
-      await drive(n, n, (w) => internetLoad(cards[w]!, { bankUrl, user: 'alice', password: token, amount: 100 }).then(() => undefined)); // warm-up
-      const run = await drive(total, n, async (w) => {
+      await runConcurrently(n, n, (w) => internetLoad(cards[w]!, { bankUrl, user: 'alice', password: token, amount: 100 }).then(() => undefined)); // warm-up
+      const run = await runConcurrently(total, n, async (w) => {
         const r = await internetLoad(cards[w]!, { bankUrl, user: 'alice', password: token, amount: 100 });
         if (r.status !== 'loaded') throw new Error(`bench load: ${r.status} (${r.basis})`);
       });
       const l = summarize(run.samples);
       const f = summarize(floor.samples);
-      const lps = (total * 1000) / run.ms;
-      const flps = (total * 1000) / floor.ms;
+      const lps = (total * 1000) / run.elapsedMs;
+      const flps = (total * 1000) / floor.elapsedMs;
       const p = `${b.name}.n${n}`;
       figures[`${p}.loadsPerSec`] = Number(lps.toFixed(1));
       figures[`${p}.medianMs`] = Number(l.medianMs.toFixed(2));

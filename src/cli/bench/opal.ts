@@ -7,7 +7,6 @@
 // same purchase by the client library over an in-process card channel (EmulatorChannel, no OPAL, no sealing), so
 // the ratio is what OPAL (its HTTP hop, HSM sealing, card store, history) adds to a physical-card purchase.
 
-import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import type { Hsm } from '../../../hsm-bridge/hsm.ts';
@@ -16,57 +15,16 @@ import { Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { payAtMerchant } from '../../client/pay.ts';
+import { requestJson } from '../../server/http-client.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { startOpalWorld, type Cardholder, type OpalWorld } from '../../opal/world.ts';
 import { initKeys } from '../commands/hsm-init.ts';
-import { fmt, summarize, type LatencySummary } from './stats.ts';
+import { fmt, runConcurrently, summarize, type LatencySummary } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 500;
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
-
-/** JSON over one keep-alive node:http agent (lighter than fetch, so the bench's own client costs little). */
-function jsonCall(agent: Agent) {
-  return <T>(url: string, body?: object, token?: string): Promise<T> =>
-    new Promise((resolve, reject) => {
-      const data = body ? Buffer.from(JSON.stringify(body)) : undefined;
-      const headers: Record<string, string | number> = { accept: 'application/json', ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) };
-      const req = request(url, { method: data ? 'POST' : 'GET', agent, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            const json = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
-            if ((res.statusCode ?? 0) >= 300) reject(new Error(`${url}: HTTP ${res.statusCode} ${JSON.stringify(json).slice(0, 200)}`));
-            else resolve(json);
-          } catch (e) {
-            reject(e as Error);
-          }
-        });
-      });
-      req.on('error', reject);
-      req.end(data);
-    });
-}
-
-/** `concurrency` workers each running `fn` until `total` operations are done; per-operation latencies (ms). */
-async function drive(total: number, concurrency: number, fn: (worker: number) => Promise<void>): Promise<{ samples: number[]; elapsedMs: number }> {
-  const samples: number[] = [];
-  let next = 0;
-  const t0 = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      while (next < total) {
-        next++;
-        const s = process.hrtime.bigint();
-        await fn(w);
-        samples.push(Number(process.hrtime.bigint() - s) / 1e6);
-      }
-    }),
-  );
-  return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
-}
 
 interface Measured {
   perSec: number;
@@ -81,8 +39,9 @@ interface Measured {
 /** One backend: a world on `hsm`, N logged-in cardholders, the floor then the OPAL run; value checked after. */
 async function measure(hsm: Hsm, total: number, concurrency: number): Promise<Measured> {
   const world: OpalWorld = await startOpalWorld({ hsm, psams: 4, initialBalance: 50_000, cheapPasswords: true });
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency * 2 });
-  const call = jsonCall(agent);
+  // The shared JSON client (node:http, keep-alive): the same one the client library uses.
+  const call = <T>(url: string, body?: object, token?: string) =>
+    requestJson<T>(url, { ...(body ? { body } : {}), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
   const order = async () => (await call<{ payUrl: string }>(`${world.merchantUrl}/api/orders`, { items: [{ sku: 'cent', quantity: 1 }] })).payUrl;
   let failures = 0;
   let firstFailure = '';
@@ -115,10 +74,10 @@ async function measure(hsm: Hsm, total: number, concurrency: number): Promise<Me
       }
     };
     const warm = Math.min(200, total);
-    await drive(warm, concurrency, direct);
-    const floor = await drive(total, concurrency, direct);
-    await drive(warm, concurrency, viaOpal);
-    const run = await drive(total, concurrency, viaOpal);
+    await runConcurrently(warm, concurrency, direct);
+    const floor = await runConcurrently(total, concurrency, direct);
+    await runConcurrently(warm, concurrency, viaOpal);
+    const run = await runConcurrently(total, concurrency, viaOpal);
     // Value: every virtual card lost exactly its paid purchases (counter = purchases, balance = 50000 - counter).
     let valueOk = true;
     for (const h of holders) {
@@ -127,7 +86,6 @@ async function measure(hsm: Hsm, total: number, concurrency: number): Promise<Me
     }
     return { perSec: (total * 1000) / run.elapsedMs, lat: summarize(run.samples), floorPerSec: (total * 1000) / floor.elapsedMs, floorLat: summarize(floor.samples), failures, firstFailure, valueOk };
   } finally {
-    agent.destroy();
     await world.close();
   }
 }

@@ -8,7 +8,6 @@
 // PSAM may be held.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
@@ -17,10 +16,11 @@ import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/apple
 import { PSAM_MAX_CAPACITY } from '../../../card-applet-sim/applets/psam/psam-applet.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { createServerApp, listen } from '../../server/app.ts';
-import { buy, type DriverMerchant, type Post } from '../../server/payment/driver.ts';
+import { httpRequest } from '../../server/http-client.ts';
+import { buy, type DriverMerchant, type Post, type Posted } from '../../server/payment/driver.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { startBenchServer, type BenchMerchantSpec, type BenchServer, type BenchServerSpec, type BenchServerUsage } from './payment-server-worker.ts';
-import { fmt, summarize } from './stats.ts';
+import { fmt, runConcurrently, summarize } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 1_000;
@@ -28,43 +28,12 @@ const TARGET_P99_MS = 50;
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const KEY = '0123456789ABCDEFFEDCBA9876543210';
 
-/** JSON POST over one keep-alive agent (the cardholders' HTTP client). */
-function poster(base: string, agent: Agent): Post {
-  return (path, body) =>
-    new Promise((resolve, reject) => {
-      const data = Buffer.from(JSON.stringify(body));
-      const req = request(`${base}${path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-          } catch (e) {
-            reject(e as Error);
-          }
-        });
-      });
-      req.on('error', reject);
-      req.end(data);
-    });
-}
-
-/** `concurrency` workers each running `fn` until `total` operations are done; per-operation latencies (ms). */
-async function drive(total: number, concurrency: number, fn: (worker: number) => Promise<void>): Promise<{ samples: number[]; elapsedMs: number }> {
-  const samples: number[] = [];
-  let next = 0;
-  const t0 = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      while (next < total) {
-        next++;
-        const s = process.hrtime.bigint();
-        await fn(w);
-        samples.push(Number(process.hrtime.bigint() - s) / 1e6);
-      }
-    }),
-  );
-  return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
+/** JSON POST through the shared keep-alive client (src/server/http-client.ts): status and parsed body, any status. */
+function poster(base: string): Post {
+  return async (path, body) => {
+    const r = await httpRequest(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, body: JSON.parse(r.text) as Posted['body'] };
+  };
 }
 
 async function inWorker(spec: BenchServerSpec): Promise<BenchServer> {
@@ -135,16 +104,15 @@ export const paymentBench: BenchSuite = {
     const cases = process.env.PURSELAB_BENCH_VARIANTS === 'standard' ? CASES.slice(0, 1) : CASES;
     const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
     const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-payment-'));
-    const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
 
     // The floor: a bare fastify JSON echo, same client, same concurrency, two round trips per "purchase".
     const echo = createServerApp({ name: 'echo', logLevel: false });
     echo.post('/echo', { schema: { body: { type: 'object' } } }, async (req) => req.body);
-    const echoPost = poster(await listen(echo, '127.0.0.1', 0), agent);
+    const echoPost = poster(await listen(echo, '127.0.0.1', 0));
     const payload = { paymentId: 'pay_000000000000000000000000', response: { paymentId: 'pay_000000000000000000000000', sw: '9000', debitResponse: '00'.repeat(17) } };
-    await drive(500, concurrency, async () => void (await echoPost('/echo', payload)));
+    await runConcurrently(500, concurrency, async () => void (await echoPost('/echo', payload)));
     const floorCpu0 = cpuMs();
-    const floor = await drive(total, concurrency, async () => {
+    const floor = await runConcurrently(total, concurrency, async () => {
       await echoPost('/echo', payload);
       await echoPost('/echo', payload);
     });
@@ -160,7 +128,7 @@ export const paymentBench: BenchSuite = {
     let failures = 0;
     let firstFailure = '';
     try {
-      const post = poster(server.url, agent);
+      const post = poster(server.url);
       const measure = async (c: BenchCase, count: number) => {
         const merchant: DriverMerchant = { id: c.merchant.id, sharedKey: Buffer.from(KEY, 'hex'), encrypted: c.merchant.encrypted };
         const one = async (w: number) => {
@@ -170,10 +138,10 @@ export const paymentBench: BenchSuite = {
             firstFailure ||= JSON.stringify(r.result?.body ?? r.draw.body).slice(0, 200);
           }
         };
-        await drive(Math.min(400, count), concurrency, one); // warm-up
+        await runConcurrently(Math.min(400, count), concurrency, one); // warm-up
         const cpu0 = cpuMs();
         const u0 = await server.usage();
-        const run = await drive(count, concurrency, one);
+        const run = await runConcurrently(count, concurrency, one);
         const u1 = await server.usage();
         const lat = summarize(run.samples);
         return {
@@ -226,7 +194,6 @@ export const paymentBench: BenchSuite = {
       }
       return figures;
     } finally {
-      agent.destroy();
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
     }

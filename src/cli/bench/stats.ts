@@ -36,6 +36,24 @@ export async function timeCalls(count: number, fn: (i: number) => Promise<unknow
   return out;
 }
 
+/** `concurrency` workers each running `fn` until `total` operations are done; per-operation latencies (ms) and the elapsed time. */
+export async function runConcurrently(total: number, concurrency: number, fn: (worker: number) => Promise<void>): Promise<{ samples: number[]; elapsedMs: number }> {
+  const samples: number[] = [];
+  let next = 0;
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      while (next < total) {
+        next++;
+        const s = process.hrtime.bigint();
+        await fn(w);
+        samples.push(Number(process.hrtime.bigint() - s) / 1e6);
+      }
+    }),
+  );
+  return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
+}
+
 /** Operations per second of a loop that ran `count` operations in `elapsedMs`. */
 export const rate = (count: number, elapsedMs: number): number => (count * 1000) / elapsedMs;
 
