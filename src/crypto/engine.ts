@@ -9,6 +9,7 @@
 
 import { createCipheriv, createDecipheriv, type Cipher, type Decipher } from 'node:crypto';
 import { CryptoError } from './errors.ts';
+import { LruCache } from '../lru.ts';
 
 /**
  * A block cipher bound to one key, in CBC mode without padding. This is the primitive the MAC
@@ -164,19 +165,15 @@ const cache = new WeakMap<Uint8Array, CacheEntry>();
 // Second level, by key value, bounded (least recently used out): a key derived afresh for each
 // operation (the PSAM's card purchase key at S2 and again at VERIFY S3, an HSM's derived card key)
 // finds the contexts built for the same value a moment ago.
-const RECENT_MAX = 256;
-const recent = new Map<string, CacheEntry>();
+const recent = new LruCache<string, CacheEntry>(256);
 
 function lookupRecent(key: Uint8Array): CacheEntry {
   const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
   let entry = recent.get(id);
-  if (entry) {
-    recent.delete(id); // refresh its place in the LRU order
-  } else {
+  if (!entry) {
     entry = { copy: Buffer.from(key), engines: new Map() };
-    if (recent.size >= RECENT_MAX) recent.delete(recent.keys().next().value!);
+    recent.set(id, entry);
   }
-  recent.set(id, entry);
   return entry;
 }
 

@@ -17,6 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { adjustDesParity } from '../crypto/diversify.ts';
 import { tdesCbcDecrypt, tdesCbcEncrypt, tdesEcbEncrypt } from '../crypto/cipher.ts';
 import { PurselabError } from '../errors.ts';
+import { LruCache } from '../lru.ts';
 
 export const KEY_LENGTH = 16;
 const ZERO_IV = Buffer.alloc(8);
@@ -53,22 +54,16 @@ export function deriveTransactionKey(sharedKey: Uint8Array, partyId: string, txn
  * the Debit Result): a small LRU keyed by the key and label. Values are copied in and out, so a caller that
  * overwrites its buffer cannot change what the next caller gets.
  */
-const SUB_KEY_CACHE_SIZE = 256;
-const subKeyCache = new Map<string, Buffer>();
+const subKeyCache = new LruCache<string, Buffer>(256);
 
 /** A separate key for one purpose ('ENC', 'MAC') of a key (the same result as deriving it; recent ones are cached). */
 export function subKey(key: Uint8Array, label: string): Buffer {
   checkKey(key, 'the key');
   const id = `${label}\0${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex')}`;
   const hit = subKeyCache.get(id);
-  if (hit) {
-    subKeyCache.delete(id);
-    subKeyCache.set(id, hit);
-    return Buffer.from(hit);
-  }
+  if (hit) return Buffer.from(hit);
   const k = diversify(key, sha8(label));
   subKeyCache.set(id, Buffer.from(k));
-  if (subKeyCache.size > SUB_KEY_CACHE_SIZE) subKeyCache.delete(subKeyCache.keys().next().value!);
   return k;
 }
 

@@ -44,6 +44,7 @@ import type { MerchantConfig, PaymentServerConfig } from './config.ts';
 import type { PsamLease, PsamPool } from './psam-pool.ts';
 import { drawBodyProblem, outcomeProblem } from './schemas.ts';
 import { DuplicateTransactionError, type NewPayment, type PaymentRow, type PaymentState, type PaymentStore } from './store.ts';
+import { LruCache } from '../../lru.ts';
 
 /** Steps after which PURSELAB_PAYMENT_CRASH_AT kills the process (SIGKILL), for the crash tests. */
 export const CRASH_POINTS = ['received', 'psam-assigned', 'debit-issued', 'debit-response-received', 'psam-verified', 'completed'] as const;
@@ -115,16 +116,16 @@ const hexU = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();
  * (a new configuration) never gets an old derivation.
  */
 class DerivedKeys {
-  private readonly map = new Map<string, { sharedKey: Buffer; key: Buffer }>();
-  constructor(private readonly size: number) {}
+  private readonly map: LruCache<string, { sharedKey: Buffer; key: Buffer }>;
+  constructor(size: number) {
+    this.map = new LruCache(size);
+  }
   get(merchant: MerchantConfig, txnId: string): Buffer {
     const id = `${merchant.id}\0${txnId}`;
     const hit = this.map.get(id);
     if (hit && hit.sharedKey.equals(merchant.sharedKey)) return Buffer.from(hit.key);
     const key = deriveTransactionKey(merchant.sharedKey, merchant.id, txnId);
-    this.map.delete(id);
     this.map.set(id, { sharedKey: merchant.sharedKey, key: Buffer.from(key) });
-    if (this.map.size > this.size) this.map.delete(this.map.keys().next().value!);
     return key;
   }
 }
