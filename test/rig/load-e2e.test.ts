@@ -1,20 +1,22 @@
 // Internet loads over the whole real stack: `purselab load` (PC/SC client) -> real pcscd + vpcd -> the purse
 // card in `purselab emulate`; `purselab serve bank` and `purselab serve load` as processes on loopback HTTP, the
 // issuer keys in SoftHSM2 (PKCS#11) in one suite and behind the serial HSM simulator on a socat pty in the other.
-// After every scenario: customer accounts + issuer float constant (money), customer accounts + card balance
-// constant (value), no hold left held.
+// Both suites SIGKILL the load server at every crash point and resume. After every scenario
+// (test/unit/load-server/conservation.ts): customer accounts + card balance + issuer float constant (issuer float =
+// float account - the load server's settled value), money and value each constant, no hold left held.
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { requestJson } from '../../src/server/http-client.ts';
 import { CRASH_POINTS } from '../../src/server/load/service.ts';
 import { softhsmMissing } from '../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { socatMissing } from '../../hsm-bridge/serial/lab.ts';
+import { expectConserved as checkConserved } from '../unit/load-server/conservation.ts';
 import { startE2E, type Backend, type E2EWorld } from '../unit/load-server/e2e-world.ts';
 import { describeRig, detectRig, killAll } from './rig.ts';
 
 const rig = await detectRig(1);
 
-function suite(backend: Backend, crashPoints: readonly string[]): void {
+function suite(backend: Backend): void {
   const missing = backend === 'pkcs11' ? softhsmMissing() : socatMissing();
   const state = missing ? { ...rig, ok: false, reason: missing } : rig;
   describeRig(`Internet load over pcscd + vpcd, issuer HSM ${backend === 'pkcs11' ? 'in SoftHSM2 (PKCS#11)' : 'behind the serial simulator (socat pty, 115200 baud)'}`, state, () => {
@@ -30,13 +32,7 @@ function suite(backend: Backend, crashPoints: readonly string[]): void {
     });
 
     let loaded = 0;
-    const expectConserved = async () => {
-      const t = await w.totals();
-      expect(t.money).toBe(start.money);
-      expect(t.value).toBe(start.value);
-      expect(t.card - start.card).toBe(loaded);
-      expect(t.held).toBe(0);
-    };
+    const expectConserved = async () => checkConserved(start, await w.totals(), loaded);
 
     it('a load of 20.00: S1, S2, S3 through the HSM; the bank captures into the float', async () => {
       const r = await w.load(['--amount', '20.00', '--yes']);
@@ -71,7 +67,7 @@ function suite(backend: Backend, crashPoints: readonly string[]): void {
       await expectConserved();
     }, 60_000);
 
-    for (const point of crashPoints) {
+    for (const point of CRASH_POINTS) {
       it(`load server SIGKILLed at ${point} and restarted: --resume ends credited exactly when debited`, async () => {
         await w.stopLoad();
         await w.startLoad(point);
@@ -92,5 +88,5 @@ function suite(backend: Backend, crashPoints: readonly string[]): void {
   });
 }
 
-suite('pkcs11', CRASH_POINTS);
-suite('serial', ['s2-saved']);
+suite('pkcs11');
+suite('serial');

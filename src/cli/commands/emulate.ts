@@ -1,6 +1,8 @@
 // `purselab emulate --vpcd HOST:PORT --card FILE [...]`: serves emulated cards (card images) to pcscd
 // through the vpcd driver, one card per vpcd slot, until SIGINT/SIGTERM; then saves every image
 // atomically and exits 0. `--responder` serves the do-nothing 9000 card (benchmark floor) instead.
+// `--power-cut INS:K` cuts the card's power at the K-th persistent write of the next command with that INS
+// (card-applet-sim/vpcd/power-cut.ts): no answer, rollback, image saved, the card re-inserted.
 
 import { existsSync } from 'node:fs';
 import { toHex } from '../../apdu/hex.ts';
@@ -9,6 +11,7 @@ import { REFERENCE_AID } from '../../../card-applet-sim/applets/index.ts';
 import { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { loadCardImage, saveCardImage } from '../../../card-applet-sim/os/image.ts';
 import { parseVpcdAddress, VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
+import { parsePowerCut, PowerCutCard, type PowerCutSpec } from '../../../card-applet-sim/vpcd/power-cut.ts';
 import { NullResponderCard } from '../../../card-applet-sim/vpcd/responder.ts';
 import { parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.ts';
 
@@ -41,6 +44,28 @@ function openSlotCard(file: string, protocol: 'T=0' | 'T=1' | undefined, io: Cli
   return card;
 }
 
+const insHex = (ins: number) => ins.toString(16).toUpperCase().padStart(2, '0');
+
+/** The card behind its power-cut switch: says on stdout whether it fired, and saves the image when it did. */
+function powerCutSwitch(sim: SimulatedCard, file: string, cut: PowerCutSpec, io: CliIo): PowerCutCard {
+  io.out(`emulate: power-cut switch armed for ${file}: the next INS ${insHex(cut.ins)} loses power after persistent write ${cut.k}`);
+  return new PowerCutCard(sim, cut, {
+    onCut: ({ k, apduHeader }) => {
+      // The torn transaction is already rolled back: the image holds committed state only.
+      let saved = 'image saved';
+      try {
+        saveCardImage(sim, file);
+      } catch (e) {
+        saved = `image NOT saved (${(e as Error).message})`;
+      }
+      io.out(`emulate: power cut: ${file} lost power at persistent write ${k} of ${apduHeader} (no answer; uncommitted writes rolled back); ${saved}; re-inserting the card`);
+    },
+    onMiss: ({ ins, k, writes }) => {
+      io.out(`emulate: power cut: the switch did not fire: INS ${insHex(ins)} ended after ${writes} persistent write(s), fewer than ${k}; disarmed`);
+    },
+  });
+}
+
 /** Resolves on the first SIGINT/SIGTERM. */
 function nextSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
@@ -58,7 +83,7 @@ export const emulateCommand: CliCommand = {
   name: 'emulate',
   summary: 'serve emulated cards (card images) to pcscd through vpcd; saves the images on Ctrl-C',
   help: [
-    'Usage: purselab emulate [--vpcd HOST:PORT] --card FILE [--vpcd HOST:PORT --card FILE ...]',
+    'Usage: purselab emulate [--vpcd HOST:PORT] --card FILE [--vpcd HOST:PORT --card FILE ...] [--power-cut INS:K[@N]]',
     '       purselab emulate [--vpcd HOST:PORT ...] --responder',
     '',
     "Connects each card to a slot of pcscd's vpcd driver (vsmartcard-vpcd), where every PC/SC client",
@@ -73,10 +98,20 @@ export const emulateCommand: CliCommand = {
     '  --card FILE        card image to serve in the slot of the same position',
     '  --protocol T=0|T=1 protocol of a NEW card (default T=1)',
     '  --responder        serve the do-nothing card (answers 9000 to everything): benchmark floor',
+    '  --power-cut INS:K[@N]  tearing test: when the next command with instruction byte INS (hex) reaches',
+    '                     the N-th --card (default 1), arm its power-loss switch so that the K-th persistent',
+    '                     write inside that command cuts power (docs/card-os.md). The command gets no answer',
+    '                     (pcscd sees it fail and the card removed), uncommitted writes are rolled back, the',
+    '                     image is saved at once (old or new state, never a mix) and the card is inserted',
+    '                     again (cold reset, same ATR). One shot: a command with fewer than K writes',
+    '                     disarms it ("did not fire ... after M persistent write(s)" on stdout).',
+    '                     E.g. --power-cut 42:3 = the 3rd write of CREDIT FOR LOAD',
     '  --quiet            print errors only',
     '',
     'Example (two cards in the two default slots):',
     '  purselab emulate --vpcd 127.0.0.1:35963 --card a.img --vpcd 127.0.0.1:35964 --card b.img',
+    'Power cut at the 2nd persistent write of the next CREDIT FOR LOAD (INS 42):',
+    '  purselab emulate --vpcd 127.0.0.1:35963 --card card.img --power-cut 42:2',
     '',
     'Latency: without the loopback quickack route each APDU stalls ~40 ms in vpcd (Nagle + delayed',
     'ACK); as root: ip route replace local 127.0.0.1 dev lo table local quickack 1 (docs/pcsc-and-vpcd.md).',
@@ -88,6 +123,7 @@ export const emulateCommand: CliCommand = {
       protocol: { type: 'string' },
       responder: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
+      'power-cut': { type: 'string', multiple: true },
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (cards are given with --card FILE)`);
     const quiet = values.quiet === true;
@@ -119,11 +155,26 @@ export const emulateCommand: CliCommand = {
       files.add(f);
     }
 
+    const cuts = new Map<number, PowerCutSpec>();
+    for (const spec of values['power-cut'] ?? []) {
+      let cut: PowerCutSpec;
+      try {
+        cut = parsePowerCut(spec);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      if (values.responder) throw new UsageError('--power-cut needs emulated cards (--card), not the responder');
+      if (cut.card > cards.length) throw new UsageError(`--power-cut ${spec}: there is no --card number ${cut.card}`);
+      if (cuts.has(cut.card)) throw new UsageError(`--power-cut is given twice for --card number ${cut.card}`);
+      cuts.set(cut.card, cut);
+    }
+
     const slots: Slot[] = addresses.map((address, i) => {
       if (values.responder) return { address, card: new NullResponderCard(), file: undefined, sim: undefined };
       const file = cards[i]!;
       const sim = openSlotCard(file, protocol as 'T=0' | 'T=1' | undefined, io, quiet);
-      return { address, card: sim, file, sim };
+      const cut = cuts.get(i + 1);
+      return { address, card: cut ? powerCutSwitch(sim, file, cut, io) : sim, file, sim };
     });
 
     const signal = nextSignal();

@@ -6,6 +6,7 @@
 
 import { openSqlite, type Migration, type SqliteDatabase } from '../../store/sqlite.ts';
 import type { CardLoadResponse, LoadRequestBody, LoadResultPayload } from '../../protocol/load-messages.ts';
+import { settlementTotalsOf, type SettlementTotal } from './settlement.ts';
 
 /** received: logged, no S2 yet; s2-issued: the card may be credited; final: Load Result fixed (loaded or not). */
 export type LoadState = 'received' | 's2-issued' | 'final';
@@ -85,6 +86,8 @@ export interface LoadStore {
   log(txnId: string, event: string, detail: unknown): Promise<void>;
   logOf(txnId: string): Promise<{ event: string; detail: unknown; at: string }[]>;
   settlements(): Promise<Settlement[]>;
+  /** The settlement log summed per bank, currency and exponent (settlement.ts: the e-value issued onto cards). */
+  settlementTotals(): Promise<SettlementTotal[]>;
   /** Record a re-credit claim once per paymentId; false (nothing changed) when that paymentId was claimed before. */
   claimRecredit(r: Omit<RecreditRow, 'state' | 'request' | 's2' | 'enquiryTxnId' | 'outcome'>): Promise<boolean>;
   getRecredit(paymentId: string): Promise<RecreditRow | undefined>;
@@ -287,6 +290,10 @@ export class SqliteLoadStore implements LoadStore {
   async settlements(): Promise<Settlement[]> {
     const rows = this.db.prepare('SELECT * FROM load_settlements ORDER BY settled_at, txn_id').all() as { txn_id: string; bank_id: string; amount: number; currency: number; exponent: number; settled_at: string }[];
     return rows.map((r) => ({ txnId: r.txn_id, bankId: r.bank_id, amount: r.amount, currency: r.currency, exponent: r.exponent, settledAt: r.settled_at }));
+  }
+
+  async settlementTotals(): Promise<SettlementTotal[]> {
+    return settlementTotalsOf(this.db);
   }
 
   async claimRecredit(r: Omit<RecreditRow, 'state' | 'request' | 's2' | 'enquiryTxnId' | 'outcome'>): Promise<boolean> {

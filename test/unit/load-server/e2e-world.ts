@@ -2,7 +2,9 @@
 // card in a vpcd slot behind the real pcscd, `purselab serve load` with the issuer keys in a real HSM backend
 // (SoftHSM2 token, or the serial simulator on a socat pty at 115200 baud), `purselab serve bank`, and the
 // `purselab load` client, all as child processes on loopback HTTP. The load server can be SIGKILLed at a crash
-// point (PURSELAB_LOAD_CRASH_AT) and restarted on the same port and database.
+// point (PURSELAB_LOAD_CRASH_AT) and restarted on the same port and database; the emulator can be restarted
+// with extra options (e.g. `--power-cut 42:K`). `totals()` feeds conservation.ts, reading the bank's and the
+// load server's SQLite files read-only and the card through pcscd.
 
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
@@ -10,7 +12,10 @@ import { createTempTokens, SOFTHSM_MODULE, type TempTokens } from '../../../hsm-
 import { spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from '../../../hsm-bridge/serial/lab.ts';
 import { readPurse } from '../../../src/terminal/purse.ts';
 import { openPcscChannel } from '../../../src/transport/pcsc.ts';
+import { readSettlementTotals } from '../../../src/server/load/settlement.ts';
 import { freeSlots, purselab, runCli, startEmulator, tempDir, type Proc } from '../../rig/rig.ts';
+import { ledgerTotals, type LedgerTotals } from './conservation.ts';
+import { BANK_CONFIG } from './harness.ts';
 
 export type Backend = 'pkcs11' | 'serial';
 export const ALICE = ['--user', 'alice', '--password', 'alice-demo-pw'];
@@ -23,9 +28,12 @@ export interface E2EWorld {
   startLoad(crashAt?: string): Promise<void>;
   stopLoad(signal?: NodeJS.Signals): Promise<void>;
   loadProc(): Proc | undefined;
+  /** Stop the emulator (SIGTERM: it saves the card image) and start it again with `extra` options. */
+  restartEmulator(extra?: string[]): Promise<Proc>;
+  emulatorProc(): Proc;
   /** purselab load BANK --reader R --json ... */
   load(args: string[]): Promise<{ code: number | null; json: Record<string, unknown>; stderr: string }>;
-  totals(): Promise<{ money: number; value: number; card: number; held: number; captured: number; released: number }>;
+  totals(): Promise<LedgerTotals & { captured: number; released: number }>;
   close(): Promise<void>;
 }
 
@@ -41,7 +49,8 @@ export async function startE2E(backend: Backend): Promise<E2EWorld> {
   const issue = await runCli(['card', 'issue', '--profile', 'fixtures/profiles/demo-aes.json', '--keys', 'fixtures/keys/demo-issuer.json', '--out', cardImg, '--balance', '10.00']);
   if (issue.code !== 0) throw new Error(`card issue: ${issue.stderr}`);
   const [slot] = await freeSlots(1);
-  const emu = await startEmulator(['--vpcd', `127.0.0.1:${slot!.port}`, '--card', cardImg], [slot!.reader]);
+  const emuArgs = ['--vpcd', `127.0.0.1:${slot!.port}`, '--card', cardImg];
+  let emu = await startEmulator(emuArgs, [slot!.reader]);
 
   let tokens: TempTokens | undefined;
   let pty: PtyPair | undefined;
@@ -73,6 +82,13 @@ export async function startE2E(backend: Backend): Promise<E2EWorld> {
     bankUrl: '',
     loadUrl: '',
     loadProc: () => loadProc,
+    emulatorProc: () => emu,
+    async restartEmulator(extra = []) {
+      const exit = await emu.stop('SIGTERM');
+      if (exit.code !== 0) throw new Error(`emulate exited with ${exit.code ?? exit.signal}: ${emu.stderr}`);
+      emu = await startEmulator([...emuArgs, ...extra], [slot!.reader]);
+      return emu;
+    },
     async startLoad(crashAt) {
       loadProc = purselab(['serve', 'load', '--config', 'fixtures/load/demo-load.json', '--hsm', spec, '--port', String(port), '--db', join(dir, 'load.db'), '--log-level', 'warn'], {
         env: { ...env, ...(crashAt ? { PURSELAB_LOAD_CRASH_AT: crashAt } : { PURSELAB_LOAD_CRASH_AT: '' }) },
@@ -100,6 +116,7 @@ export async function startE2E(backend: Backend): Promise<E2EWorld> {
         const c = db.prepare(`SELECT COALESCE(SUM(balance), 0) AS s FROM bank_accounts WHERE kind = 'customer'`).get() as { s: number };
         const f = db.prepare(`SELECT COALESCE(SUM(balance), 0) AS s FROM bank_accounts WHERE kind = 'float'`).get() as { s: number };
         const holds = Object.fromEntries((db.prepare('SELECT state, COUNT(*) AS n FROM bank_holds GROUP BY state').all() as { state: string; n: number }[]).map((r) => [r.state, r.n]));
+        const settlements = readSettlementTotals(join(dir, 'load.db'));
         const ch = await openPcscChannel(slot!.reader);
         let card: number;
         try {
@@ -107,7 +124,8 @@ export async function startE2E(backend: Backend): Promise<E2EWorld> {
         } finally {
           await ch.close();
         }
-        return { money: c.s + f.s, value: c.s + card, card, held: holds.held ?? 0, captured: holds.captured ?? 0, released: holds.released ?? 0 };
+        const t = ledgerTotals({ customers: c.s, float: f.s, card, settlements, bankId: BANK_CONFIG.bankId, currency: BANK_CONFIG.currency, held: holds.held ?? 0 });
+        return { ...t, captured: holds.captured ?? 0, released: holds.released ?? 0 };
       } finally {
         db.close();
       }

@@ -1,7 +1,8 @@
 // A whole load world in one process for the load tests: the bank server and the load server on loopback HTTP
 // (port 0), SQLite stores (files in a temp dir, so a "restart" reopens them), the issuer on the software HSM
-// with the TEST masters (or any LoadIssuer), and a purse card on the in-process emulator. `totals()` is the
-// conservation check: customer accounts + float, card balance, and holds by state.
+// with the TEST masters (or any LoadIssuer), and a purse card on the in-process emulator. `totals()` feeds the
+// conservation check (conservation.ts): customer accounts, float account, card balance, the load server's
+// settled value (issuer float = float account - settled), and holds by state.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { RecreditService } from '../../../src/server/load/recredit.ts';
 import type { LoadIssuer } from '../../../src/terminal/load.ts';
 import { readPurse } from '../../../src/terminal/purse.ts';
 import { CARD_PROFILES, newCard, repoPath, type TestCard } from '../psam/helpers.ts';
+import { ledgerTotals, type LedgerTotals } from './conservation.ts';
 
 export const BANK_CONFIG = loadBankConfig(repoPath('fixtures/bank/demo-bank.json'));
 export const LOAD_CONFIG = loadLoadConfig(repoPath('fixtures/load/demo-load.json'));
@@ -44,7 +46,7 @@ export interface LoadWorld {
   crashAt: CrashPoint | undefined;
   /** Reopen the load server on its SQLite file (a restart) on the same port. */
   restartLoad(): Promise<void>;
-  totals(): Promise<{ money: number; customers: number; float: number; card: number; value: number; holds: Record<string, number> }>;
+  totals(): Promise<LedgerTotals & { holds: Record<string, number> }>;
   close(): Promise<void>;
 }
 
@@ -91,7 +93,8 @@ export async function startWorld(issuer: LoadIssuer, options: { cardBalance?: nu
     const t = await w.bankStore.totals(cfg.floatAccount.accountId);
     if (!w.card.card.isPowered) w.card.card.powerOn();
     const p = await readPurse(w.card.ch);
-    return { money: t.customers + t.float, customers: t.customers, float: t.float, card: p.balance, value: t.customers + p.balance, holds: t.holds };
+    const settlements = await w.loadStore.settlementTotals();
+    return { ...ledgerTotals({ customers: t.customers, float: t.float, card: p.balance, settlements, bankId: cfg.bankId, currency: cfg.currency, held: t.holds.held }), holds: t.holds };
   };
   w.close = async () => {
     await bankApp.close();

@@ -1,7 +1,7 @@
 // Internet loads end to end in one process: bank and load server on loopback HTTP, the issuer on the software
-// HSM, the card on the emulator (EmulatorChannel). Every scenario ends with the conservation check: customer
-// accounts + issuer float constant (money), customer accounts + card balance constant (value: the card gains
-// exactly what the account lost), and no hold left 'held'.
+// HSM, the card on the emulator (EmulatorChannel). Every scenario ends with the conservation check
+// (conservation.ts): customer accounts + card balances + issuer float constant (issuer float = float account -
+// the load server's settled value), money and value each constant, and no hold left 'held'.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IepIns } from '../../../src/crypto/purse-apdu.ts';
@@ -11,6 +11,7 @@ import { readPurse } from '../../../src/terminal/purse.ts';
 import { EmulatorChannel } from '../../../src/transport/emulator-channel.ts';
 import { TamperChannel, useDemoIssuer } from '../psam/helpers.ts';
 import { ALICE, startWorld, type LoadWorld } from './harness.ts';
+import { expectConserved as checkConserved } from './conservation.ts';
 import type { CardChannel } from '../../../src/transport/channel.ts';
 
 const issuer = useDemoIssuer();
@@ -29,14 +30,9 @@ afterEach(async () => {
 
 const opts = (amount: string | number, extra: Partial<InternetLoadOptions> = {}): InternetLoadOptions => ({ bankUrl: w.bankUrl, ...ALICE, amount, retry: FAST, ...extra });
 
-/** Money and value conserved; `loaded` = how much went from the account to the card; no hold left open. */
+/** Customer accounts + cards + issuer float constant, and money and value; `loaded` = account -> card; no hold left open. */
 async function expectConserved(loaded: number): Promise<void> {
-  const t = await w.totals();
-  expect(t.money).toBe(start.money);
-  expect(t.value).toBe(start.value);
-  expect(t.card - start.card).toBe(loaded);
-  expect(t.float - start.float).toBe(loaded);
-  expect(t.holds.held).toBe(0);
+  checkConserved(start, await w.totals(), loaded);
 }
 
 /** Cut the link for requests whose URL matches: 'before' never sends them, 'after' sends them and loses the answer. */
@@ -64,6 +60,19 @@ describe('a load', () => {
     expect(lines.join('\n')).toContain('999001******0025');
     const events = (await w.loadStore.logOf(r.txnId!)).map((e) => e.event);
     expect(events).toEqual(['load-request', 's2-issued', 'load-response', 'load-result']);
+  });
+
+  it('the literal invariant: customers + card + issuer float constant; a credit missing from the settlement log breaks it', async () => {
+    const r = await internetLoad(w.card.ch, opts('5.00'));
+    expect(r.status).toBe('loaded');
+    const t = await w.totals();
+    expect(t.total).toBe(start.total);
+    expect(t.issuerFloat).toBe(start.issuerFloat);
+    expect(t.issued - start.issued).toBe(500);
+    // The naive sum (float account instead of the issuer's net float) counts the load twice.
+    expect(t.customers + t.card + t.float).toBe(start.customers + start.card + start.float + 500);
+    w.loadStore.db.prepare('DELETE FROM load_settlements WHERE txn_id = ?').run(r.txnId);
+    expect((await w.totals()).total).toBe(start.total + 500);
   });
 
   it('cancel at the load screen: no hold, nothing moves', async () => {
