@@ -1,6 +1,8 @@
-// An OPAL deployment in one process, for `purselab bench opal` and the OPAL test suites: the payment server with a
-// pool of emulated PSAMs (SQLite), a merchant server pointing at it, and the OPAL server on a given HSM (SQLite),
-// each on its own loopback port; plus helpers to register and log in cardholders and to create merchant orders.
+// An OPAL deployment for `purselab bench opal` and the OPAL test suites: the shop (the payment server with a pool
+// of emulated PSAMs, SQLite, and a merchant server pointing at it, whose payment page links to OPAL) and the OPAL
+// server on a given HSM (SQLite), each on its own loopback port; plus helpers to register and log in cardholders
+// and to create merchant orders. startShop and startOpalNode are the two halves (the bench runs each in its own
+// worker thread: src/opal/world-worker.ts); startOpalWorld runs both in the calling thread.
 // Only TEST keys (fixtures/keys/demo-issuer.json). Nothing here is used by `purselab serve opal` itself.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,23 +36,58 @@ export const WORLD_CATALOGUE = [
   { sku: 'ebook', name: 'E-book', price: 420, goods: 'download token EBOOK' },
 ];
 
-export interface OpalWorldOptions {
-  /** The OPAL HSM, opened, holding the record keys (and the issuer load masters for re-credits). */
-  readonly hsm: Hsm;
+export interface ShopOptions {
+  /** Directory for payment.db and merchant.db. */
+  readonly dir: string;
   readonly psams?: number;
-  /** New virtual cards' balance (minor units). */
-  readonly initialBalance?: number;
-  /** Directory for the databases (default: a temp directory removed by close()). */
-  readonly dir?: string;
-  readonly adminToken?: string;
-  /** Cheap scrypt (N = 1024) for benchmarks that register many users; default the config's default. */
-  readonly cheapPasswords?: boolean;
   /** PSAM profile file (default fixtures/profiles/psam-3des.json). */
   readonly psamProfile?: string;
   /** Payment server: how often stored S3s are retried (default never), and timeouts (e.g. a short holdMs). */
   readonly paymentResolveEveryMs?: number;
   readonly paymentTimeouts?: Record<string, number>;
+  /** The OPAL server the merchant's payment page links to ("Pay with OPAL virtual card"). */
+  readonly opalUrl?: string;
 }
+
+/** The payment server and the merchant of the world. */
+export interface Shop {
+  readonly payment: PaymentServer;
+  readonly merchant: MerchantServer;
+  readonly psams: readonly SimulatedCard[];
+  readonly paymentUrl: string;
+  readonly merchantUrl: string;
+  /** A new order at the merchant; its payment page URL. */
+  order(sku?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface OpalNodeOptions {
+  /** The OPAL HSM, opened, holding the record keys (and the issuer load masters for re-credits). */
+  readonly hsm: Hsm;
+  /** Directory for opal.db and the mail drop. */
+  readonly dir: string;
+  /** New virtual cards' balance (minor units). */
+  readonly initialBalance?: number;
+  readonly adminToken?: string;
+  /** Cheap scrypt (N = 1024) for benchmarks that register many users; default the config's default. */
+  readonly cheapPasswords?: boolean;
+}
+
+/** The OPAL server of the world, with its in-memory mailer. */
+export interface OpalNode {
+  readonly opal: OpalServer;
+  readonly mailer: MemoryMailer;
+  readonly opalUrl: string;
+  /** Register a user, log in with the e-mailed one-time password, make the forced change; a logged-in session. */
+  cardholder(userId: string): Promise<Cardholder>;
+  close(): Promise<void>;
+}
+
+export type OpalWorldOptions = Omit<ShopOptions, 'dir' | 'opalUrl'> &
+  Omit<OpalNodeOptions, 'dir'> & {
+    /** Directory for the databases (default: a temp directory removed by close()). */
+    readonly dir?: string;
+  };
 
 export interface Cardholder {
   readonly userId: string;
@@ -58,29 +95,20 @@ export interface Cardholder {
   readonly token: string;
 }
 
-export interface OpalWorld {
+export interface OpalWorld extends Shop, OpalNode {
   readonly dir: string;
-  readonly payment: PaymentServer;
-  readonly merchant: MerchantServer;
-  readonly opal: OpalServer;
-  readonly psams: readonly SimulatedCard[];
-  readonly mailer: MemoryMailer;
-  readonly paymentUrl: string;
-  readonly merchantUrl: string;
-  readonly opalUrl: string;
-  /** Register a user, log in with the e-mailed one-time password, make the forced change; a logged-in session. */
-  cardholder(userId: string): Promise<Cardholder>;
-  /** A new order at the merchant; its payment page URL. */
-  order(sku?: string): Promise<string>;
   close(): Promise<void>;
 }
 
 export const WORLD_PASSWORD = 'Bench-pass 2026';
 const NEW_PASSWORD = 'Bench-pass 2027';
 
-export async function startOpalWorld(o: OpalWorldOptions): Promise<OpalWorld> {
-  const ownDir = o.dir === undefined;
-  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'purselab-opal-world-'));
+/** Run closers in reverse order, ignoring their errors. */
+async function closeAll(closers: Array<() => Promise<void>>): Promise<void> {
+  for (const c of closers.reverse()) await c().catch(() => undefined);
+}
+
+export async function startShop(o: ShopOptions): Promise<Shop> {
   const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
   const psamProfile = loadPsamProfile(o.psamProfile ?? root('fixtures/profiles/psam-3des.json'));
   const psams = Array.from({ length: o.psams ?? 4 }, (_, i) => issuePsamCard({ ...psamProfile, psamId: `99900290000${String(20000 + i)}`, capacity: PSAM_MAX_CAPACITY }, keys).card);
@@ -93,57 +121,78 @@ export async function startOpalWorld(o: OpalWorldOptions): Promise<OpalWorld> {
       timeouts: { acquireMs: 10_000, ...o.paymentTimeouts },
     },
     'OPAL world payment config',
-    dir,
+    o.dir,
   );
   const payment = await createPaymentServer({
     config: paymentConfig,
-    dbPath: join(dir, 'payment.db'),
+    dbPath: join(o.dir, 'payment.db'),
     logLevel: false,
     watchPcsc: false,
     resolveEveryMs: o.paymentResolveEveryMs ?? 0,
     openPsam: async (r) => new EmulatorChannel(psams[Number(r.split(':')[1])]!),
   });
   const closers: Array<() => Promise<void>> = [() => payment.close()];
-  const close = async () => {
-    for (const c of closers.reverse()) await c().catch(() => undefined);
-    if (ownDir) rmSync(dir, { recursive: true, force: true });
-  };
   try {
     const paymentUrl = await listen(payment.app, '127.0.0.1', 0);
     const merchant = await createMerchantServer({
       config: parseMerchantConfig(
-        { merchantId: WORLD_MERCHANT.id, name: 'OPAL world shop', sharedKey: WORLD_MERCHANT.sharedKey, variant: 'standard', encrypted: false, paymentServer: paymentUrl, currency: 978, exponent: 2, catalogue: WORLD_CATALOGUE, benefits: [{ id: 'lounge', name: 'Lounge pass', goods: 'lounge pass L-1' }] },
+        {
+          merchantId: WORLD_MERCHANT.id,
+          name: 'OPAL world shop',
+          sharedKey: WORLD_MERCHANT.sharedKey,
+          variant: 'standard',
+          encrypted: false,
+          paymentServer: paymentUrl,
+          ...(o.opalUrl ? { opalServer: o.opalUrl } : {}),
+          currency: 978,
+          exponent: 2,
+          catalogue: WORLD_CATALOGUE,
+          benefits: [{ id: 'lounge', name: 'Lounge pass', goods: 'lounge pass L-1' }],
+        },
         'OPAL world merchant config',
-        dir,
+        o.dir,
       ),
-      dbPath: join(dir, 'merchant.db'),
+      dbPath: join(o.dir, 'merchant.db'),
       logLevel: false,
     });
     closers.push(() => merchant.close());
     const merchantUrl = await merchant.listen();
-    const config = parseOpalConfig(
-      {
-        issuers: [{ bin: '999001', profile: root('fixtures/profiles/demo-aes.json'), keys: root('fixtures/keys/demo-issuer.json'), initialBalance: o.initialBalance ?? 10_000 }],
-        ...(o.cheapPasswords ? { scrypt: { N: 1024, r: 8, p: 1 } } : {}),
-        mailDir: join(dir, 'mail'),
+    return {
+      payment,
+      merchant,
+      psams,
+      paymentUrl,
+      merchantUrl,
+      async order(sku = 'cent') {
+        const r = await requestJson<{ payUrl: string }>(`${merchantUrl}/api/orders`, { method: 'POST', body: { items: [{ sku, quantity: 1 }] } });
+        return r.payUrl;
       },
-      'OPAL world config',
-      dir,
-    );
-    const mailer = new MemoryMailer();
-    const opal = await createOpalServer({ config, hsm: o.hsm, dbPath: join(dir, 'opal.db'), mailer, logLevel: false, ...(o.adminToken ? { adminToken: o.adminToken } : {}) });
-    closers.push(() => opal.close());
+      close: () => closeAll(closers),
+    };
+  } catch (e) {
+    await closeAll(closers);
+    throw e;
+  }
+}
+
+export async function startOpalNode(o: OpalNodeOptions): Promise<OpalNode> {
+  const config = parseOpalConfig(
+    {
+      issuers: [{ bin: '999001', profile: root('fixtures/profiles/demo-aes.json'), keys: root('fixtures/keys/demo-issuer.json'), initialBalance: o.initialBalance ?? 10_000 }],
+      ...(o.cheapPasswords ? { scrypt: { N: 1024, r: 8, p: 1 } } : {}),
+      mailDir: join(o.dir, 'mail'),
+    },
+    'OPAL world config',
+    o.dir,
+  );
+  const mailer = new MemoryMailer();
+  const opal = await createOpalServer({ config, hsm: o.hsm, dbPath: join(o.dir, 'opal.db'), mailer, logLevel: false, ...(o.adminToken ? { adminToken: o.adminToken } : {}) });
+  try {
     const opalUrl = await opal.listen('127.0.0.1', 0);
     const post = <T>(path: string, body: object, token?: string) => requestJson<T>(`${opalUrl}${path}`, { method: 'POST', body, ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     return {
-      dir,
-      payment,
-      merchant,
       opal,
-      psams,
       mailer,
-      paymentUrl,
-      merchantUrl,
       opalUrl,
       async cardholder(userId) {
         await post('/v1/register', { userId, fundingAccount: '4111111111111111', fundingExpiry: '09/39', cvv2: '123', billingAddress: '1 Bench Street', email: `${userId}@example.org`, password: WORLD_PASSWORD });
@@ -154,12 +203,29 @@ export async function startOpalWorld(o: OpalWorldOptions): Promise<OpalWorld> {
         await post('/v1/password', { currentPassword: WORLD_PASSWORD, newPassword: NEW_PASSWORD }, first.token);
         return { userId, password: NEW_PASSWORD, token: first.token };
       },
-      async order(sku = 'cent') {
-        const r = await requestJson<{ payUrl: string }>(`${merchantUrl}/api/orders`, { method: 'POST', body: { items: [{ sku, quantity: 1 }] } });
-        return r.payUrl;
-      },
-      close,
+      close: () => opal.close(),
     };
+  } catch (e) {
+    await opal.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** OPAL, then the shop whose payment page links to it, all in the calling thread. */
+export async function startOpalWorld(o: OpalWorldOptions): Promise<OpalWorld> {
+  const ownDir = o.dir === undefined;
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'purselab-opal-world-'));
+  const closers: Array<() => Promise<void>> = [];
+  const close = async () => {
+    await closeAll(closers);
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const node = await startOpalNode({ ...o, dir });
+    closers.push(() => node.close());
+    const shop = await startShop({ ...o, dir, opalUrl: node.opalUrl });
+    closers.push(() => shop.close());
+    return { ...shop, ...node, dir, close };
   } catch (e) {
     await close();
     throw e;

@@ -1,6 +1,7 @@
 // The OPAL cardholder web page in real headless Chromium (Debian `chromium`, driven by playwright-core): register,
 // first login with the e-mailed one-time password, the forced password change, balance and history, a purchase
-// started from the merchant's payment page and confirmed on OPAL's page, and a load from the bank. The servers
+// started on the merchant's payment page (its "Pay with OPAL virtual card" link) and confirmed on OPAL's page,
+// and a load from the bank. The servers
 // (payment with emulated PSAMs, merchant, OPAL on a software HSM, bank and load) run in this process over
 // loopback HTTP. Screenshots are kept in .tmp/artifacts/opal/ (gitignored). With PURSELAB_REQUIRE_RIG=1 (CI) a
 // missing Chromium or playwright-core fails instead of skipping.
@@ -95,12 +96,16 @@ describeRig('OPAL web page in headless Chromium', state, () => {
     await snap('balance');
   });
 
-  it('a purchase started from the merchant page is confirmed on OPAL: paid, balance and history follow', async () => {
+  it('a purchase started by the OPAL link on the merchant page is confirmed on OPAL: paid, balance and history follow', async () => {
     const payUrl = await world.order('ebook');
-    await page.goto(payUrl); // the merchant's payment page (what the cardholder came from)
+    await page.goto(payUrl); // the merchant's payment page: the cardholder picks the virtual card there
     await expect(page.locator('h1').textContent()).resolves.toMatch(/OPAL world shop: order/);
+    const link = page.locator('a#pay-with-opal');
+    await expect(link.textContent()).resolves.toBe('Pay with OPAL virtual card');
+    expect(await page.locator('body').textContent()).toContain('purselab pay URL --reader READER'); // or a physical card
     await snap('merchant-page');
-    await page.goto(`${world.opalUrl}/?page=${encodeURIComponent(payUrl)}`);
+    await link.click();
+    await page.waitForURL(`${world.opalUrl}/?page=${encodeURIComponent(payUrl)}`);
     await page.locator('#confirm-box').waitFor({ state: 'visible' });
     expect(await page.locator('#confirm-amount').textContent()).toBe('4.20 EUR');
     expect(await page.locator('#confirm-merchant').textContent()).toBe('OPAL-SHOP');

@@ -43,6 +43,11 @@ describeRig('dual mode: OPAL virtual card and a physical card through the same p
 
   it('one purchase with the virtual card, one with the physical card: same payment server, same merchant', async () => {
     const virtualUrl = await world.order('ebook');
+    // The merchant's payment page offers both: the virtual card (a link to OPAL with this page) and a card reader.
+    const html = await (await fetch(virtualUrl)).text();
+    const href = /<a id="pay-with-opal" href="([^"]+)">/.exec(html)?.[1]?.replace(/&amp;/g, '&');
+    expect(href).toBe(`${world.opalUrl}/?page=${encodeURIComponent(virtualUrl)}`);
+    expect(html).toContain('purselab pay URL --reader READER');
     const v = await requestJson<{ status: string; paymentId: string; balanceAfter: number }>(`${world.opalUrl}/v1/purchase`, { method: 'POST', body: { pageUrl: virtualUrl, amount: 420 }, headers: { authorization: `Bearer ${holder.token}` } });
     expect(v).toMatchObject({ status: 'paid', balanceAfter: 4580 });
 

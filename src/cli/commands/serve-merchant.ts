@@ -11,7 +11,7 @@ export const serveMerchantCommand: CliCommand = {
   name: 'serve merchant',
   summary: 'run the merchant web shop (catalogue, orders, payment page, status URL that releases goods)',
   help: [
-    'Usage: purselab serve merchant --config FILE [--port N] [--host ADDR] [--db PATH] [--payment-server URL] [--log-level L]',
+    'Usage: purselab serve merchant --config FILE [--port N] [--host ADDR] [--db PATH] [--payment-server URL] [--opal URL] [--log-level L]',
     '',
     'Serves a small shop for Internet card payments (seed 003, docs/merchant-and-client.md):',
     '  GET  /                      catalogue (HTML);  GET /api/catalogue (JSON);  GET /benefits (FIG. 16)',
@@ -31,6 +31,9 @@ export const serveMerchantCommand: CliCommand = {
     '  --host ADDR             address to listen on (default 127.0.0.1)',
     '  --db PATH               SQLite file for orders and releases (default: in memory, lost on exit)',
     '  --payment-server URL    override the configuration\'s payment server address',
+    '  --opal URL              an OPAL virtual-card server (purselab serve opal): the payment page then also offers',
+    '                          "Pay with OPAL virtual card", a link to URL/?page=<the payment page> (dual mode);',
+    '                          overrides the configuration\'s opalServer',
     '  --log-level L           pino level: fatal error warn info debug trace silent (default info)',
     '',
     'Example:',
@@ -43,6 +46,7 @@ export const serveMerchantCommand: CliCommand = {
       host: { type: 'string' },
       db: { type: 'string' },
       'payment-server': { type: 'string' },
+      opal: { type: 'string' },
       'log-level': { type: 'string' },
     });
     refusePositionals(positionals, 'see purselab serve merchant --help');
@@ -55,6 +59,7 @@ export const serveMerchantCommand: CliCommand = {
     if (values['payment-server'] !== undefined) {
       config = { ...config, paymentServer: parseBaseUrl(values['payment-server'], 'serve merchant', '--payment-server') };
     }
+    if (values.opal !== undefined) config = { ...config, opalServer: parseBaseUrl(values.opal, 'serve merchant', '--opal') };
     const server = await createMerchantServer({
       config,
       dbPath: values.db ?? ':memory:',
@@ -70,7 +75,7 @@ export const serveMerchantCommand: CliCommand = {
     }
     closeOnSignals(server.app, () => server.store.close(), io);
     io.out(`serve merchant: listening on ${url}`);
-    io.out(`  merchant ${config.merchantId} (${config.name}), variant ${config.variant}${config.encrypted ? ' + FIG. 9 encryption' : ''}, payment server ${config.paymentServer}`);
+    io.out(`  merchant ${config.merchantId} (${config.name}), variant ${config.variant}${config.encrypted ? ' + FIG. 9 encryption' : ''}, payment server ${config.paymentServer}${config.opalServer ? `, OPAL ${config.opalServer}` : ''}`);
     io.out(`  ${config.catalogue.length} items, ${config.benefits.length} benefits; orders in ${values.db ?? 'memory (lost on exit: --db PATH keeps them)'}`);
     await new Promise<never>(() => undefined); // until SIGINT/SIGTERM (closeOnSignals exits)
     return 0;

@@ -42,6 +42,8 @@ export interface MerchantConfig {
   readonly paymentServer: string;
   /** The merchant's own base URL for the status URL; default: from the request's Host header. */
   readonly publicUrl: string | undefined;
+  /** Base URL of an OPAL server: the payment page then also offers "Pay with OPAL virtual card" (dual mode). */
+  readonly opalServer: string | undefined;
   readonly currency: number;
   readonly exponent: number;
   readonly orderTtlSeconds: number;
@@ -70,7 +72,7 @@ export function parseMerchantConfig(raw: unknown, file: string, baseDir: string,
     throw new MerchantConfigError(file, `${field}: ${msg}`);
   };
   if (!isObj(raw)) return fail('(top)', 'must be a JSON object');
-  const allowed = ['$comment', 'merchantId', 'name', 'sharedKey', 'sharedKeyEnv', 'variant', 'encrypted', 'paymentServer', 'publicUrl', 'currency', 'exponent', 'orderTtlSeconds', 'catalogue', 'benefits'];
+  const allowed = ['$comment', 'merchantId', 'name', 'sharedKey', 'sharedKeyEnv', 'variant', 'encrypted', 'paymentServer', 'publicUrl', 'opalServer', 'currency', 'exponent', 'orderTtlSeconds', 'catalogue', 'benefits'];
   for (const k of Object.keys(raw)) if (!allowed.includes(k)) fail(k, `unknown field (known: ${allowed.slice(1).join(', ')})`);
   const str = (o: Obj, f: string, prefix = '', re?: RegExp): string => {
     const v = o[f];
@@ -137,6 +139,7 @@ export function parseMerchantConfig(raw: unknown, file: string, baseDir: string,
     encrypted: raw.encrypted === true,
     paymentServer: url('paymentServer'),
     publicUrl: raw.publicUrl === undefined ? undefined : url('publicUrl'),
+    opalServer: raw.opalServer === undefined ? undefined : url('opalServer'),
     currency: int(raw, 'currency', 1, 9998),
     exponent: int(raw, 'exponent', 0, 9, 2),
     orderTtlSeconds: int(raw, 'orderTtlSeconds', 10, 7 * 86400, 900),

@@ -2,7 +2,8 @@
 // page (GET /orders/:id/pay) that carries the patent's page parameters twice: as <param> elements of the
 // object that starts the client terminal (cost, currency, exponent, txnId, merchantId, payment server, status
 // URL, order MAC, TSK/ETSK) and as the PaymentPage JSON in <script id="purselab-payment-page">, which the
-// client terminal reads (src/client/page.ts).
+// client terminal reads (src/client/page.ts). With an OPAL server configured, the payment page also offers
+// "Pay with OPAL virtual card" (dual mode: the cardholder picks the virtual card or a card in a local reader).
 
 import { currencyName, formatAmount, showAmount } from '../../terminal/amount.ts';
 import type { PaymentPage } from '../../protocol/payment-messages.ts';
@@ -51,6 +52,19 @@ ${rows || '<li>none</li>'}
   );
 }
 
+/** The payment page's own URL: the status URL and the page are both built on the merchant's base URL. */
+export function paymentPageUrlOf(page: PaymentPage): string {
+  const txnId = page.ticket.order.txnId;
+  const status = `/api/orders/${txnId}/status`;
+  const base = page.statusUrl.endsWith(status) ? page.statusUrl.slice(0, -status.length) : new URL(page.statusUrl).origin;
+  return `${base}/orders/${txnId}/pay`;
+}
+
+/** Where the "Pay with OPAL virtual card" link goes: OPAL's cardholder page, starting from this payment page. */
+export function opalPayLink(opalServer: string, page: PaymentPage): string {
+  return `${opalServer}/?page=${encodeURIComponent(paymentPageUrlOf(page))}`;
+}
+
 export function paymentPageHtml(config: MerchantConfig, order: StoredOrder, page: PaymentPage): string {
   const o = page.ticket.order;
   const params: [string, string][] = [
@@ -69,12 +83,16 @@ export function paymentPageHtml(config: MerchantConfig, order: StoredOrder, page
     ...(page.tsk ? ([['tsk', page.tsk], ['etsk', page.etsk!]] as [string, string][]) : []),
   ];
   const what = order.kind === 'authentication' ? 'Authenticate your card (nothing is debited)' : `Pay ${escapeHtml(formatAmount(o.amount, o.exponent))} ${escapeHtml(currencyName(o.currency))}`;
+  // Dual mode: the virtual card at OPAL, beside the physical card in a local reader.
+  const opalOffer = config.opalServer
+    ? `<p id="opal-offer">No card or reader? <a id="pay-with-opal" href="${escapeHtml(opalPayLink(config.opalServer, page))}">${order.kind === 'authentication' ? 'Authenticate' : 'Pay'} with OPAL virtual card</a> (you confirm it on the OPAL page).</p>\n`
+    : '';
   return layout(
     `${config.name}: order ${o.txnId}`,
     `<h1>${escapeHtml(config.name)}: order ${escapeHtml(o.txnId)}</h1>
 <p>${escapeHtml(o.description ?? '')}</p>
-<p>${what}: <code>purselab pay URL --reader READER</code> with this page's URL.</p>
-<object id="purselab-client" type="application/x-purselab-payment">
+<p>${what}: <code>purselab pay URL --reader READER</code> with this page's URL (a card in your own reader).</p>
+${opalOffer}<object id="purselab-client" type="application/x-purselab-payment">
 ${params.map(([n, v]) => `  <param name="${n}" value="${escapeHtml(v)}">`).join('\n')}
 </object>
 <script type="application/json" id="${PAGE_SCRIPT_ID}">${scriptJson(page)}</script>`,
