@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { createTempTokens, SOFTHSM_MODULE, type TempTokens } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from '../../../hsm-bridge/serial/lab.ts';
 import { readPurse } from '../../../src/terminal/purse.ts';
+import { EmulatorChannel } from '../../../src/transport/emulator-channel.ts';
+import { loadCardImage } from '../../../card-applet-sim/os/image.ts';
 import { openPcscChannel } from '../../../src/transport/pcsc.ts';
 import { readSettlementTotals } from '../../../src/server/load/settlement.ts';
 import { freeSlots, purselab, runCli, startEmulator, tempDir, type Proc } from '../../rig/rig.ts';
@@ -34,6 +36,10 @@ export interface E2EWorld {
   /** purselab load BANK --reader R --json ... */
   load(args: string[]): Promise<{ code: number | null; json: Record<string, unknown>; stderr: string }>;
   totals(): Promise<LedgerTotals & { captured: number; released: number }>;
+  /** The purse balance in the card image file as saved last (not the live card). */
+  imageBalance(): Promise<number>;
+  /** Bank holds by txnId: state and the reason it was resolved (from bank.db, read-only). */
+  holds(): Promise<Map<string, { state: string; reason: string | null }>>;
   close(): Promise<void>;
 }
 
@@ -126,6 +132,23 @@ export async function startE2E(backend: Backend): Promise<E2EWorld> {
         }
         const t = ledgerTotals({ customers: c.s, float: f.s, card, settlements, bankId: BANK_CONFIG.bankId, currency: BANK_CONFIG.currency, held: holds.held ?? 0 });
         return { ...t, captured: holds.captured ?? 0, released: holds.released ?? 0 };
+      } finally {
+        db.close();
+      }
+    },
+    async imageBalance() {
+      const ch = new EmulatorChannel(loadCardImage(cardImg));
+      try {
+        return (await readPurse(ch)).balance;
+      } finally {
+        await ch.close();
+      }
+    },
+    async holds() {
+      const db = new Database(join(dir, 'bank.db'), { readonly: true, fileMustExist: true });
+      try {
+        const rows = db.prepare('SELECT txn_id, state, reason FROM bank_holds ORDER BY created_at').all() as { txn_id: string; state: string; reason: string | null }[];
+        return new Map(rows.map((r) => [r.txn_id, { state: r.state, reason: r.reason }]));
       } finally {
         db.close();
       }
