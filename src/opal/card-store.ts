@@ -9,6 +9,12 @@
 // second OPAL process on the same database that saved meanwhile makes this one's save fail (OPAL_CARD_CONFLICT)
 // and its response is never returned. The version is also sealed inside the record: a row whose sealed version
 // or card id disagrees with its columns, or that fails the HSM MAC, is OPAL_RECORD_TAMPERED and never used.
+//
+// Live cards: after a clean session (every write saved, no failed save) the live card stays in a bounded LRU
+// beside the sealed bytes this process last wrote or opened for it. The next connect() reuses it (after a cold
+// reset: transient state gone, as a card rebuilt from its image) only if the row still holds exactly those sealed
+// bytes at that version; anything else (a tampered, moved or rolled-back row, another process's save) goes the
+// full way through the HSM as above. liveCards: 0 turns this off (every connect opens the record in the HSM).
 
 import { cardFromImage, cardToImage, type CardImage } from '../../card-applet-sim/os/image.ts';
 import type { SimulatedCard } from '../../card-applet-sim/os/card.ts';
@@ -18,6 +24,7 @@ import { PurselabError } from '../errors.ts';
 import type { Statement } from 'better-sqlite3';
 import type { SqliteDatabase } from '../store/sqlite.ts';
 import { maskCardId } from '../terminal/amount.ts';
+import { LruCache } from '../lru.ts';
 import { OpalError } from './errors.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 
@@ -34,6 +41,8 @@ export interface CardStoreOptions {
   readonly ops: PaymentOps;
   /** How long connect() waits for a card another session holds (default 10 s). */
   readonly lockTimeoutMs?: number;
+  /** How many live cards to keep between sessions (default DEFAULT_LIVE_CARDS; 0: none, always open in the HSM). */
+  readonly liveCards?: number;
   /** Test hook: called after the new record is sealed, before the row is written (a crash here loses nothing). */
   readonly beforeWrite?: (cardId: string, version: number) => void | Promise<void>;
 }
@@ -43,6 +52,15 @@ export interface ConnectOptions {
   readonly bin?: string;
   /** Reproducible card randomness (tests comparing a virtual and an emulated card); never in production. */
   readonly randomSeed?: string;
+}
+
+export const DEFAULT_LIVE_CARDS = 1024;
+
+/** A live card kept between sessions, valid while its row holds exactly `sealed` at `version`. */
+interface LiveCard {
+  readonly card: SimulatedCard;
+  readonly version: number;
+  readonly sealed: Buffer;
 }
 
 /** One open session on a virtual card: the live card, its stored version, and save/release. */
@@ -56,7 +74,10 @@ export class CardSession {
     readonly cardId: string,
     readonly card: SimulatedCard,
     private versionValue: number,
-    private readonly unlock: () => void,
+    /** The sealed bytes of the stored version (what this process last opened or wrote). */
+    private sealedValue: Buffer,
+    /** Unlock the card, handing back the live card when it is exactly the stored version (undefined if not). */
+    private readonly onRelease: (live: LiveCard | undefined) => void,
   ) {
     this.savedWrites = card.persistentWrites;
   }
@@ -81,7 +102,9 @@ export class CardSession {
     const writes = this.card.persistentWrites;
     if (writes === this.savedWrites) return false;
     try {
-      this.versionValue = await this.store.write(this.cardId, this.card, this.versionValue);
+      const w = await this.store.writeSealed(this.cardId, this.card, this.versionValue);
+      this.versionValue = w.version;
+      this.sealedValue = w.sealed;
       this.savedWrites = writes;
       return true;
     } catch (e) {
@@ -94,7 +117,8 @@ export class CardSession {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.unlock();
+    const clean = this.failed === undefined && this.card.persistentWrites === this.savedWrites;
+    this.onRelease(clean ? { card: this.card, version: this.versionValue, sealed: this.sealedValue } : undefined);
   }
 }
 
@@ -104,6 +128,8 @@ export class VirtualCardStore {
   private readonly locks = new KeyedMutex();
   private readonly lockTimeoutMs: number;
   private readonly beforeWrite: CardStoreOptions['beforeWrite'];
+  /** Live cards between sessions; null marks one a session left unusable (forgotten). */
+  private readonly live: LruCache<string, LiveCard | null> | undefined;
   private readonly stmt: {
     insert: Statement<unknown[]>;
     get: Statement<unknown[]>;
@@ -115,6 +141,8 @@ export class VirtualCardStore {
     this.ops = options.ops;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     this.beforeWrite = options.beforeWrite;
+    const liveCards = options.liveCards ?? DEFAULT_LIVE_CARDS;
+    this.live = liveCards > 0 ? new LruCache(liveCards) : undefined;
     this.stmt = {
       insert: this.db.prepare('INSERT INTO opal_cards (card_id, bin, version, sealed, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?)'),
       get: this.db.prepare('SELECT card_id, bin, version, sealed FROM opal_cards WHERE card_id = ?'),
@@ -150,14 +178,30 @@ export class VirtualCardStore {
     return row !== undefined && (bin === undefined || row.bin === bin);
   }
 
-  /** Lock the card, open its record in the HSM and rebuild the live card; release() the session when done. */
+  /**
+   * Lock the card, open its record in the HSM and rebuild the live card (or reuse the live card kept from the last
+   * clean session, if the row still holds exactly what it was sealed as); release() the session when done.
+   */
   async connect(cardId: string, options: ConnectOptions = {}): Promise<CardSession> {
     const unlock = await this.locks.acquire(cardId, this.lockTimeoutMs, maskCardId(cardId));
     try {
-      const { image, version } = await this.load(cardId, options.bin);
-      const card = cardFromImage(image, { source: `virtual card ${maskCardId(cardId)}`, ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}) });
-      return new CardSession(this, cardId, card, version, unlock);
+      const row = this.row(cardId, options.bin);
+      const kept = options.randomSeed === undefined ? this.live?.get(cardId) : undefined;
+      let card: SimulatedCard;
+      if (kept && kept.version === row.version && kept.sealed.equals(row.sealed)) {
+        card = kept.card;
+        card.powerOff(); // a cold reset: what a card rebuilt from its image starts with
+        card.powerOn();
+      } else {
+        const { image } = await this.open(row);
+        card = cardFromImage(image, { source: `virtual card ${maskCardId(cardId)}`, ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}) });
+      }
+      return new CardSession(this, cardId, card, row.version, row.sealed, (live) => {
+        if (this.live && options.randomSeed === undefined) this.live.set(cardId, live ?? null);
+        unlock();
+      });
     } catch (e) {
+      if (this.live?.get(cardId)) this.live.set(cardId, null);
       unlock();
       throw e;
     }
@@ -175,8 +219,18 @@ export class VirtualCardStore {
 
   /** Decrypt and check a card's record (no lock: a snapshot for reading). */
   async load(cardId: string, bin?: string): Promise<{ image: CardImage; version: number }> {
-    const row = this.stmt.get.get(cardId) as { card_id: string; bin: string; version: number; sealed: Buffer } | undefined;
+    return this.open(this.row(cardId, bin));
+  }
+
+  private row(cardId: string, bin?: string): CardRow {
+    const row = this.stmt.get.get(cardId) as CardRow | undefined;
     if (!row || (bin !== undefined && row.bin !== bin)) throw new OpalError('OPAL_CARD_NOT_FOUND', `no virtual card ${maskCardId(cardId)}${bin !== undefined ? ` for BIN ${bin}` : ''}`);
+    return row;
+  }
+
+  /** Open a row's record in the HSM and check it belongs to this row. */
+  private async open(row: CardRow): Promise<{ image: CardImage; version: number }> {
+    const cardId = row.card_id;
     let plain: Buffer;
     try {
       plain = await this.ops.openRecord(cardId, row.sealed);
@@ -202,6 +256,11 @@ export class VirtualCardStore {
 
   /** Seal the card's state as version+1 and store it if the row is still at `version`; returns the new version. */
   async write(cardId: string, card: SimulatedCard, version: number): Promise<number> {
+    return (await this.writeSealed(cardId, card, version)).version;
+  }
+
+  /** write(), also returning the sealed bytes stored. */
+  async writeSealed(cardId: string, card: SimulatedCard, version: number): Promise<{ version: number; sealed: Buffer }> {
     const next = version + 1;
     const sealed = await this.seal(cardId, next, card);
     await this.beforeWrite?.(cardId, next);
@@ -209,7 +268,7 @@ export class VirtualCardStore {
     if (r.changes !== 1) {
       throw new OpalError('OPAL_CARD_CONFLICT', `virtual card ${maskCardId(cardId)} changed underneath this session (expected version ${version}): the command is not completed`);
     }
-    return next;
+    return { version: next, sealed };
   }
 
   private async seal(cardId: string, version: number, card: SimulatedCard): Promise<Buffer> {
@@ -221,4 +280,11 @@ export class VirtualCardStore {
       plain.fill(0);
     }
   }
+}
+
+interface CardRow {
+  readonly card_id: string;
+  readonly bin: string;
+  readonly version: number;
+  readonly sealed: Buffer;
 }

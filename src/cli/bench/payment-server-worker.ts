@@ -3,11 +3,13 @@
 // runs there instead, so the server and the benchmark's cardholders (their emulated cards and HTTP client) use
 // separate cores, as two programs would. Worker messages: out { url } when listening; in 'usage', out { usage }
 // (the server thread's CPU time and the PSAM pool's waits); in 'stop'; out { held }.
+// Also the generic pieces other bench suites run their servers in worker threads with: spawnTsWorker (a worker on
+// a TypeScript module), startBenchWorker / serveBenchWorker (a ready message, then calls answered by id).
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { listen } from '../../server/app.ts';
@@ -87,6 +89,86 @@ export async function startBenchServer(spec: BenchServerSpec): Promise<BenchServ
       return held;
     },
   };
+}
+
+/** A worker thread on a TypeScript module: tsx's loader is registered in it first (workers do not inherit it). */
+export function spawnTsWorker(moduleUrl: string, data: unknown): Worker {
+  const boot = `(async () => { (await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register(); await import(${JSON.stringify(moduleUrl)}); })()`;
+  return new Worker(boot, { eval: true, workerData: data });
+}
+
+/** The main thread's side of a bench worker: what it posted when ready, and calls by name. */
+export interface BenchWorker<R> {
+  readonly ready: R;
+  call<T>(op: string, arg?: unknown): Promise<T>;
+  /** Call 'stop' (if the worker answers it), then end the thread. Idempotent. */
+  stop(): Promise<void>;
+}
+
+interface Call {
+  readonly id: number;
+  readonly op: string;
+  readonly arg?: unknown;
+}
+type Reply = { readonly id: number; readonly value?: unknown; readonly error?: string };
+
+/** Start `moduleUrl` in a worker thread (it calls serveBenchWorker) and wait for its ready message. */
+export async function startBenchWorker<R>(moduleUrl: string, data: unknown): Promise<BenchWorker<R>> {
+  const worker = spawnTsWorker(moduleUrl, data);
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let failed: Error | undefined;
+  const fail = (e: Error) => {
+    failed ??= e;
+    for (const p of pending.values()) p.reject(e);
+    pending.clear();
+  };
+  const ready = await new Promise<R>((resolve, reject) => {
+    worker.once('message', (m: { ready: R }) => resolve(m.ready));
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`bench worker exited (${code}) before it was ready`)));
+  });
+  worker.on('message', (m: Reply) => {
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.error !== undefined) p.reject(new Error(m.error));
+    else p.resolve(m.value);
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`bench worker exited (${code})`)));
+  let next = 0;
+  let stopped: Promise<void> | undefined;
+  const call = <T>(op: string, arg?: unknown): Promise<T> => {
+    if (failed) return Promise.reject(failed);
+    const id = ++next;
+    return new Promise<T>((resolve, reject) => {
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      worker.postMessage({ id, op, arg } satisfies Call);
+    });
+  };
+  return {
+    ready,
+    call,
+    stop() {
+      stopped ??= (async () => {
+        await call('stop').catch(() => undefined);
+        await worker.terminate();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The worker's side: post `ready`, then answer each call with handlers[op](arg) (or its error's message). */
+export function serveBenchWorker(ready: unknown, handlers: Record<string, (arg: unknown) => unknown>): void {
+  parentPort!.on('message', (m: Call) => {
+    const h = handlers[m.op];
+    void (async () => (h ? h(m.arg) : Promise.reject(new Error(`no bench worker call '${m.op}'`))))().then(
+      (value) => parentPort!.postMessage({ id: m.id, value } satisfies Reply),
+      (e: unknown) => parentPort!.postMessage({ id: m.id, error: (e as Error).message ?? String(e) } satisfies Reply),
+    );
+  });
+  parentPort!.postMessage({ ready });
 }
 
 if (!isMainThread && (workerData as { benchPayment?: BenchServerSpec } | undefined)?.benchPayment) {

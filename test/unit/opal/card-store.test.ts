@@ -2,7 +2,7 @@
 // applet code, saved after every command that writes it; tampered / moved / rolled-back records refused;
 // concurrent purchases on one card serialised (counter 1..N, no skip, no repeat); a second OPAL process that
 // wrote meanwhile makes the stale session's command fail without its response; a crash before the write loses
-// the command cleanly.
+// the command cleanly; a live card kept between sessions is reused only while its row is exactly what was sealed.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { purchase, readPurse } from '../../../src/terminal/index.ts';
@@ -130,5 +130,84 @@ describe('virtual card store', () => {
     const again = await store.connect(cardId);
     again.release();
     db.close();
+  });
+
+  describe('live cards kept between sessions', () => {
+    /** The HSM's openRecord, counted. */
+    const counting = () => {
+      const ops = hsm().ops;
+      const counted = { opens: 0, ops: Object.create(ops) as typeof ops };
+      counted.ops.openRecord = (id: string, sealed: Buffer) => (counted.opens++, ops.openRecord(id, sealed));
+      return counted;
+    };
+
+    it('after a clean session the next one reuses the live card (no HSM open) with the stored state, reset', async () => {
+      const db = freshDb();
+      const c = counting();
+      const store = newStore(db, c.ops);
+      const cardId = await storeNewCard(store, 10_000);
+      const psam = await newPsam('aes');
+      await withPseudoReader(store, cardId, (reader) => purchase(reader, psam.ch, { amount: 420, ...at }));
+      expect(c.opens).toBe(1);
+      const r = await withPseudoReader(store, cardId, (reader) => purchase(reader, psam.ch, { amount: 80, ...at }));
+      expect(r).toMatchObject({ counterBefore: 1, newCounter: 2, balanceBefore: 9580, newBalance: 9500 });
+      expect(await withPseudoReader(store, cardId, (reader) => readPurse(reader))).toMatchObject({ balance: 9500, counter: 2 });
+      expect(c.opens).toBe(1);
+      // What is stored is what the live card says: a store without live cards reads the same from the HSM.
+      expect(await withPseudoReader(newStore(db, hsm().ops, { liveCards: 0 }), cardId, (reader) => readPurse(reader))).toMatchObject({ balance: 9500, counter: 2 });
+      db.close();
+    });
+
+    it('a row changed after a session (tampered, put back, another writer) goes through the HSM and is refused', async () => {
+      const db = freshDb();
+      const c = counting();
+      const store = newStore(db, c.ops);
+      const cardId = await storeNewCard(store, 10_000);
+      const psam = await newPsam('aes');
+      const before = db.prepare('SELECT sealed, version FROM opal_cards WHERE card_id = ?').get(cardId) as { sealed: Buffer; version: number };
+      await withPseudoReader(store, cardId, (reader) => purchase(reader, psam.ch, { amount: 420, ...at }));
+      const { sealed } = db.prepare('SELECT sealed FROM opal_cards WHERE card_id = ?').get(cardId) as { sealed: Buffer };
+      const bad = Buffer.from(sealed);
+      bad[sealed.length - 3]! ^= 0x01;
+      db.prepare('UPDATE opal_cards SET sealed = ? WHERE card_id = ?').run(bad, cardId);
+      await expect(store.connect(cardId)).rejects.toMatchObject({ code: 'OPAL_RECORD_TAMPERED' });
+      // The richer record from before the purchase, under the current version number.
+      db.prepare('UPDATE opal_cards SET sealed = ? WHERE card_id = ?').run(before.sealed, cardId);
+      await expect(store.connect(cardId)).rejects.toMatchObject({ code: 'OPAL_RECORD_TAMPERED' });
+      // The right record back: opened in the HSM again (the live card was forgotten), state as stored.
+      db.prepare('UPDATE opal_cards SET sealed = ? WHERE card_id = ?').run(sealed, cardId);
+      const opens = c.opens;
+      expect(await withPseudoReader(store, cardId, (reader) => readPurse(reader))).toMatchObject({ balance: 9580, counter: 1 });
+      expect(c.opens).toBe(opens + 1);
+      db.close();
+    });
+
+    it('a session whose save failed leaves no live card: the next session has the stored card', async () => {
+      const db = freshDb();
+      let crash = false;
+      const store = newStore(db, hsm().ops, {
+        beforeWrite: () => {
+          if (crash) throw new Error('simulated crash before the row is written');
+        },
+      });
+      const cardId = await storeNewCard(store, 10_000);
+      const psam = await newPsam('aes');
+      expect(await withPseudoReader(store, cardId, (reader) => readPurse(reader))).toMatchObject({ balance: 10_000 }); // a live card now
+      crash = true;
+      await expect(withPseudoReader(store, cardId, (reader) => purchase(reader, psam.ch, { amount: 420, ...at }))).rejects.toThrow();
+      crash = false;
+      expect(await withPseudoReader(store, cardId, (reader) => readPurse(reader))).toMatchObject({ balance: 10_000, counter: 0 });
+      db.close();
+    });
+
+    it('liveCards: 0 opens the record in the HSM for every session', async () => {
+      const db = freshDb();
+      const c = counting();
+      const store = newStore(db, c.ops, { liveCards: 0 });
+      const cardId = await storeNewCard(store, 10_000);
+      for (let i = 0; i < 3; i++) await withPseudoReader(store, cardId, (reader) => readPurse(reader));
+      expect(c.opens).toBe(3);
+      db.close();
+    });
   });
 });
