@@ -90,15 +90,23 @@ export interface Pkcs11HsmOptions {
   readonly pin?: string;
   /** Environment variable holding the user PIN (default PURSELAB_HSM_PIN). */
   readonly pinEnv?: string;
-  /** Sessions in the pool = operations in flight at once (default 4). */
+  /**
+   * Sessions in the pool = operations in flight at once; opened as concurrency needs them, up to this many
+   * (default: twice libuv's thread pool, UV_THREADPOOL_SIZE or 4, so 8: every pool thread has an operation to
+   * take while others run their main-thread parts).
+   */
   readonly sessions?: number;
   /**
-   * 'async' (default): single-shot token calls (derive, encrypt, decrypt, sign, verify, generate, unwrap) use
-   * pkcs11js's *Async variants, which run on libuv's thread pool, so a slow or networked device does not
-   * block the event loop. 'sync': every call on the main thread (lowest latency on a fast local token such as
-   * SoftHSM2). MACs composed from block operations are synchronous in both modes.
+   * Which pkcs11js overloads the single-shot token calls (derive, encrypt, decrypt, sign, verify, generate,
+   * unwrap) use. 'auto' (default): an operation that has the token to itself makes synchronous calls (the
+   * lowest latency); an operation that starts while others are in flight (or issued in the same synchronous
+   * run of the event loop, or waiting for a session) uses the *Async overloads on its own pooled session, so
+   * operations run in parallel on libuv's thread pool. 'async': always the *Async overloads (a slow or
+   * networked device never blocks the event loop). 'sync': always on the main thread. C_*Init calls, and the
+   * block calls of MACs composed from block operations, are synchronous in every mode (pkcs11js has no async
+   * C_*Init; src/crypto's MAC code runs over a synchronous block primitive).
    */
-  readonly calls?: 'sync' | 'async';
+  readonly calls?: 'auto' | 'sync' | 'async';
   /** Derived card keys kept as session objects for reuse: at most `max` (default 64; 0 = none) for `ttlMs` (default 10 s). */
   readonly derivedKeyCache?: { readonly max?: number; readonly ttlMs?: number };
 }
@@ -129,6 +137,8 @@ interface DerivedEntry {
 
 interface OpContext {
   readonly op: string;
+  /** Single-shot token calls of this operation go through pkcs11js's *Async overloads (set by run()). */
+  async?: boolean;
   mechanism?: number;
   ref?: KeyRef;
   unwrap?: boolean;
@@ -203,6 +213,7 @@ class KeyCache {
 
 /** The context of an operation on a key spec; its name is only needed for an error message: built then. */
 class SpecContext implements OpContext {
+  async?: boolean;
   mechanism?: number;
   unwrap?: boolean;
   readonly ref: KeyRef;
@@ -221,6 +232,17 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** Threads in libuv's pool (UV_THREADPOOL_SIZE, default 4), which runs pkcs11js's *Async calls. */
+export function uvThreadpoolSize(): number {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 4;
+}
+
+/** The default pool bound: two sessions per pool thread (at most 256). */
+export function defaultSessions(): number {
+  return Math.min(256, 2 * uvThreadpoolSize());
 }
 
 /** f of a value that may still be coming: synchronous when it is there, chained when it is a promise. */
@@ -242,7 +264,7 @@ export class Pkcs11Hsm implements Hsm {
   readonly backend = 'pkcs11' as const;
   readonly options: Pkcs11HsmOptions;
   private readonly size: number;
-  private readonly async: boolean;
+  private readonly calls: 'auto' | 'sync' | 'async';
   private readonly cacheMax: number;
   private readonly cacheTtl: number;
 
@@ -262,17 +284,28 @@ export class Pkcs11Hsm implements Hsm {
   private desEcbMech: { mechanism: number } | undefined;
   /** Session handles as hex (the derived-key cache notes which session made a key). */
   private readonly sessionIds = new WeakMap<Handle, string>();
+  /** Operations holding a session now (with calls 'auto': > 0 at the start of another means concurrency). */
+  private active = 0;
+  /** An operation finished synchronously and the microtasks have not run since. */
+  private burst = false;
+  private readonly burstOver = (): void => {
+    this.burst = false;
+  };
+  /** Operations completed with synchronous / with *Async single-shot calls. */
+  private readonly counts = { sync: 0, async: 0 };
   /** The card key whose id derivedId() made last. */
   private lastDerived: { label: string; version: number; cardId: Buffer; id: string } | undefined;
 
   constructor(options: Pkcs11HsmOptions) {
     if (!options || typeof options.module !== 'string' || !options.module) throw new HsmBadInputError('PKCS#11 backend: module path is required');
     if (typeof options.tokenLabel !== 'string' || !options.tokenLabel) throw new HsmBadInputError('PKCS#11 backend: token label is required');
-    const size = options.sessions ?? 4;
+    const size = options.sessions ?? defaultSessions();
     if (!Number.isInteger(size) || size < 1 || size > 256) throw new HsmBadInputError(`PKCS#11 backend: sessions must be 1..256, got ${String(size)}`);
     this.options = options;
     this.size = size;
-    this.async = (options.calls ?? 'async') === 'async';
+    const calls = options.calls ?? 'auto';
+    if (calls !== 'auto' && calls !== 'sync' && calls !== 'async') throw new HsmBadInputError(`PKCS#11 backend: calls must be auto, sync or async, got ${JSON.stringify(calls)}`);
+    this.calls = calls;
     this.cacheMax = options.derivedKeyCache?.max ?? 64;
     this.cacheTtl = options.derivedKeyCache?.ttlMs ?? 10_000;
   }
@@ -285,6 +318,16 @@ export class Pkcs11Hsm implements Hsm {
   /** Derived card keys currently held as session objects. */
   get derivedKeysCached(): number {
     return this.derivedCache.size;
+  }
+
+  /** Operations completed so far whose single-shot token calls were synchronous / went through the *Async overloads. */
+  get callModes(): { readonly sync: number; readonly async: number } {
+    return { ...this.counts };
+  }
+
+  /** Sessions of the pool: open, lent out, callers waiting, and the bound (undefined until open). */
+  get poolStats(): { open: number; inUse: number; waiting: number; size: number } | undefined {
+    return this.pool?.stats;
   }
 
   /** Whether the token lists a mechanism (after open). */
@@ -387,7 +430,7 @@ export class Pkcs11Hsm implements Hsm {
       this.requireMechanism(mech, P.CKF_GENERATE, `generating a ${t} key`);
       ctx.mechanism = mech;
       const template = [...this.secretTemplate(r, t, u), ...(t === 'AES-128' ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : [])];
-      const h = this.async
+      const h = ctx.async
         ? await this.lib!.C_GenerateKeyAsync(s, { mechanism: mech }, template)
         : this.lib!.C_GenerateKey(s, { mechanism: mech }, template);
       return this.cacheNew(s, h, P.CKO_SECRET_KEY);
@@ -417,7 +460,7 @@ export class Pkcs11Hsm implements Hsm {
       ctx.mechanism = mechanism.mechanism;
       ctx.unwrap = true;
       const template = this.secretTemplate(r, t, u);
-      const h = this.async
+      const h = ctx.async
         ? await this.lib!.C_UnwrapKeyAsync(s, mechanism, k.handle, blob, template)
         : this.lib!.C_UnwrapKey(s, mechanism, k.handle, blob, template);
       ctx.unwrap = false;
@@ -458,11 +501,11 @@ export class Pkcs11Hsm implements Hsm {
       const d = checkData(data);
       const expected = checkMacToVerify(alg, mac);
       const spec = checkKeySpec(key);
-      const compare = (full: Buffer): boolean => macEquals(full.subarray(0, expected.length), expected);
       return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
         if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
         const full = this.mac(s, ctx, m, alg, d);
-        return full instanceof Promise ? full.then(compare) : compare(full);
+        // inline callbacks, not a named closure: tsx (esbuild keepNames) names those with a defineProperty per call
+        return full instanceof Promise ? full.then((f) => macEquals(f.subarray(0, expected.length), expected)) : macEquals(full.subarray(0, expected.length), expected);
       });
     });
   }
@@ -533,7 +576,7 @@ export class Pkcs11Hsm implements Hsm {
         { type: P.CKA_DECRYPT, value: false },
       ];
       const mech = { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN };
-      const kp = this.async ? await this.lib!.C_GenerateKeyPairAsync(s, mech, pub, priv) : this.lib!.C_GenerateKeyPair(s, mech, pub, priv);
+      const kp = ctx.async ? await this.lib!.C_GenerateKeyPairAsync(s, mech, pub, priv) : this.lib!.C_GenerateKeyPair(s, mech, pub, priv);
       const k = this.readKey(s, kp.privateKey, P.CKO_PRIVATE_KEY);
       if (!k) throw new HsmDeviceError(`the token made an RSA key pair for ${refName(r)} that reads back wrongly`);
       this.keyCache.set(r, k);
@@ -551,7 +594,7 @@ export class Pkcs11Hsm implements Hsm {
       this.requireMechanism(mech.mechanism, P.CKF_SIGN, 'RSA signatures');
       ctx.mechanism = mech.mechanism;
       this.lib!.C_SignInit(s, mech, k.handle);
-      return Buffer.from(this.async ? await this.lib!.C_SignAsync(s, d, Buffer.alloc(512)) : this.lib!.C_Sign(s, d, Buffer.alloc(512)));
+      return Buffer.from(ctx.async ? await this.lib!.C_SignAsync(s, d, Buffer.alloc(512)) : this.lib!.C_Sign(s, d, Buffer.alloc(512)));
     });
   }
 
@@ -567,7 +610,7 @@ export class Pkcs11Hsm implements Hsm {
       ctx.mechanism = mech.mechanism;
       this.lib!.C_VerifyInit(s, mech, k.publicHandle!);
       try {
-        return this.async ? await this.lib!.C_VerifyAsync(s, d, sig) : this.lib!.C_Verify(s, d, sig);
+        return ctx.async ? await this.lib!.C_VerifyAsync(s, d, sig) : this.lib!.C_Verify(s, d, sig);
       } catch (e) {
         const ckr = ckrOf(e);
         if (ckr === 'CKR_SIGNATURE_INVALID' || ckr === 'CKR_SIGNATURE_LEN_RANGE') return false;
@@ -612,29 +655,51 @@ export class Pkcs11Hsm implements Hsm {
 
   private runOn<T>(pool: SessionPool, ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): T | Promise<T> {
     const got = pool.acquire();
-    if (got instanceof Promise) return got.then((s) => this.runWith(pool, s, ctx, fn));
-    return this.runWith(pool, got, ctx, fn);
+    if (got instanceof Promise) return got.then((s) => this.runWith(pool, s, ctx, fn, true));
+    return this.runWith(pool, got, ctx, fn, false);
   }
 
-  private runWith<T>(pool: SessionPool, s: Handle, ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T): T | Promise<T> {
+  /**
+   * Run fn on session s. With calls 'auto' the operation is told (ctx.async) to use the *Async overloads when
+   * it does not have the token to itself: another operation is in flight, or one finished synchronously in
+   * this same synchronous run (a caller that issued it has not even looked at its result yet: several callers
+   * are issuing calls), or it had to wait for a session.
+   */
+  private runWith<T>(pool: SessionPool, s: Handle, ctx: OpContext, fn: (s: Handle, ctx: OpContext) => Promise<T> | T, waited: boolean): T | Promise<T> {
+    const async = this.calls === 'async' || (this.calls === 'auto' && (waited || this.active > 0 || this.burst));
+    ctx.async = async;
+    this.active++;
     let r: T | Promise<T>;
     try {
       r = fn(s, ctx);
     } catch (e) {
+      this.active--;
       throw this.failed(pool, s, ctx, e);
     }
     if (r instanceof Promise) {
       return r.then(
         (v) => {
+          this.active--;
+          if (async) this.counts.async++;
+          else this.counts.sync++;
           pool.release(s);
           return v;
         },
         (e: unknown) => {
+          this.active--;
           throw this.failed(pool, s, ctx, e);
         },
       );
     }
+    this.active--;
+    if (async) this.counts.async++;
+    else this.counts.sync++;
     pool.release(s);
+    if (!this.burst) {
+      // Until the microtasks run, another call means a caller other than this one's.
+      this.burst = true;
+      queueMicrotask(this.burstOver);
+    }
     return r;
   }
 
@@ -1091,18 +1156,22 @@ export class Pkcs11Hsm implements Hsm {
       this.requireMechanism(P.CKM_DES3_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving 2-key 3DES card keys');
       this.requireSingleDes();
       return then(this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!), (k1) => {
-        const second = (k2: Handle): DerivedEntry => this.keepDerived(s, spec, now, [k1, k2], { kind: 'des-halves', k1, k2 });
-        const dropK1 = (e: unknown): never => {
-          this.destroy(s, [k1]);
-          throw e;
-        };
+        // (inline callbacks: no named closures per call, see macVerify)
         let k2: Handle | Promise<Handle>;
         try {
           k2 = this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[1]!);
         } catch (e) {
-          return dropK1(e);
+          this.destroy(s, [k1]);
+          throw e;
         }
-        return k2 instanceof Promise ? k2.then(second, dropK1) : second(k2);
+        if (!(k2 instanceof Promise)) return this.keepDerived(s, spec, now, [k1, k2], { kind: 'des-halves', k1, k2 });
+        return k2.then(
+          (h) => this.keepDerived(s, spec, now, [k1, h], { kind: 'des-halves', k1, k2: h }),
+          (e: unknown) => {
+            this.destroy(s, [k1]);
+            throw e;
+          },
+        );
       });
     }
     this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
@@ -1130,7 +1199,7 @@ export class Pkcs11Hsm implements Hsm {
   private deriveOne(s: Handle, ctx: OpContext, master: Handle, mech: number, block: Buffer): Handle | Promise<Handle> {
     const { mechanism, template } = cardKeyDerivation(this.P!, mech === this.P!.CKM_AES_CBC_ENCRYPT_DATA, block);
     ctx.mechanism = mech;
-    return this.async ? this.lib!.C_DeriveKeyAsync(s, mechanism, master, template) : this.lib!.C_DeriveKey(s, mechanism, master, template);
+    return ctx.async ? this.lib!.C_DeriveKeyAsync(s, mechanism, master, template) : this.lib!.C_DeriveKey(s, mechanism, master, template);
   }
 
 
@@ -1169,7 +1238,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   private async crypt(s: Handle, ctx: OpContext, dir: 'encrypt' | 'decrypt', mech: { mechanism: number; parameter?: Buffer }, key: Handle, data: Buffer): Promise<Buffer> {
-    if (!this.async) return dir === 'encrypt' ? this.encSync(s, ctx, mech, key, data) : this.decSync(s, ctx, mech, key, data);
+    if (!ctx.async) return dir === 'encrypt' ? this.encSync(s, ctx, mech, key, data) : this.decSync(s, ctx, mech, key, data);
     ctx.mechanism = mech.mechanism;
     const lib = this.lib!;
     if (dir === 'encrypt') {
@@ -1191,7 +1260,18 @@ export class Pkcs11Hsm implements Hsm {
     const P = this.P!;
     if (m.kind === 'des-halves') return cbcFromEcb(8, (b) => this.ede(s, ctx, m, b));
     const mechanism = m.kind === 'aes' ? P.CKM_AES_CBC : P.CKM_DES3_CBC;
-    return { blockSize: m.kind === 'aes' ? 16 : 8, encryptCbc: (data, iv) => this.encSync(s, ctx, { mechanism, parameter: iv }, m.key, data) };
+    return this.cbcPrimitive(s, ctx, m.kind === 'aes' ? 16 : 8, mechanism, m.key);
+  }
+
+  /** CBC encryption under one token key as a CbcPrimitive (a method, not an arrow property: no per-call defineProperty under tsx). */
+  private cbcPrimitive(s: Handle, ctx: OpContext, blockSize: 8 | 16, mechanism: number, key: Handle): CbcPrimitive {
+    const self = this;
+    return {
+      blockSize,
+      encryptCbc(data: Buffer, iv: Buffer): Buffer {
+        return self.encSync(s, ctx, { mechanism, parameter: iv }, key, data);
+      },
+    };
   }
 
   /** The whole MAC (8 bytes for the DES algorithms, 16 for AES-CMAC). */
@@ -1207,7 +1287,7 @@ export class Pkcs11Hsm implements Hsm {
         lib.C_SignInit(s, cmac, m.key);
         // pkcs11js passes empty data as a NULL pointer (CKR_ARGUMENTS_BAD): the CMAC of nothing is C_SignFinal alone.
         if (data.length === 0) return Buffer.from(lib.C_SignFinal(s, Buffer.alloc(16)));
-        return this.async ? lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16));
+        return ctx.async ? lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16));
       }
       case 'ISO9797-1-ALG1':
         if (m.kind === 'des2') this.requireMechanism(P.CKM_DES3_CBC, P.CKF_ENCRYPT, 'ISO 9797-1 MAC algorithm 1 (CBC-MAC)');
@@ -1219,7 +1299,7 @@ export class Pkcs11Hsm implements Hsm {
             `${ctx.op}: ISO 9797-1 MAC algorithm 3 needs single DES under the key's left half; a stored CKK_DES2 key cannot be split inside token '${this.options.tokenLabel}' without CKM_EXTRACT_KEY_FROM_KEY (use a derived card key, ALG1 or AES-CMAC)`,
           );
         }
-        const k1: CbcPrimitive = { blockSize: 8, encryptCbc: (d, iv) => this.encSync(s, ctx, { mechanism: P.CKM_DES_CBC, parameter: iv }, m.k1, d) };
+        const k1 = this.cbcPrimitive(s, ctx, 8, P.CKM_DES_CBC, m.k1);
         return macFromPrimitives(alg, { full: this.fullPrimitive(s, ctx, m), k1 }, data, 8);
       }
     }

@@ -1,5 +1,6 @@
 // The PKCS#11 backend on SoftHSM2 in a temp token directory: the conformance suite (async and sync calls),
-// keys made by OpenSC's pkcs11-tool, and the faults (missing module, wrong PIN, missing key, logged out,
+// the default 'auto' calls (a lone caller synchronous, concurrent callers on the *Async overloads with the
+// same answers), keys made by OpenSC's pkcs11-tool, and the faults (missing module, wrong PIN, missing key, logged out,
 // sessions closed, token removed), each a typed error, repaired on the next call, never silently repeated.
 //
 // SoftHSM2 inside Node uses Node's OpenSSL 3, whose single DES is in the legacy provider; derived 3DES card
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
-import { computeMac, keyCheckValue, cbcEncrypt } from '../../../src/crypto/index.ts';
+import { computeMac, keyCheckValue, cbcEncrypt, diversifyCardKey } from '../../../src/crypto/index.ts';
 import { codeOf, CONFORMANCE_KEYS, loadConformanceKeys, REFS, runConformance } from './conformance.ts';
 import { createTempTokens, pkcs11ToolMissing, softhsmMissing, type TempToken } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 
@@ -75,7 +76,7 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     return lib.C_GetAttributeValue(s, h!, types.map((type) => ({ type }))).map((a) => a.value);
   };
   /** Count calls of a pkcs11js method while fn runs. */
-  const counting = async <T>(method: 'C_GenerateKey' | 'C_GenerateKeyAsync' | 'C_Login', fn: () => Promise<T>): Promise<{ calls: number; result: T | Error }> => {
+  const counting = async <T>(method: 'C_GenerateKey' | 'C_GenerateKeyAsync' | 'C_Login' | 'C_DeriveKey' | 'C_DeriveKeyAsync', fn: () => Promise<T>): Promise<{ calls: number; result: T | Error }> => {
     const target = lib as unknown as Record<string, (...a: unknown[]) => unknown>;
     const orig = target[method]!;
     let calls = 0;
@@ -146,7 +147,8 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
   it('logged out underneath: typed error, nothing repeated, the next call logs in and works', async () => {
     const ref = { label: 'after-logout', version: 1 };
     withOwnSession((s) => lib.C_Logout(s));
-    const first = await counting(hsm.options.calls === 'sync' ? 'C_GenerateKey' : 'C_GenerateKeyAsync', () => hsm.generateKey(ref, 'AES-128', ['mac']));
+    // a lone caller: synchronous calls unless the backend is told 'async'
+    const first = await counting(hsm.options.calls === 'async' ? 'C_GenerateKeyAsync' : 'C_GenerateKey', () => hsm.generateKey(ref, 'AES-128', ['mac']));
     expect((first.result as { code?: string }).code).toBe('HSM_NOT_LOGGED_IN');
     expect(first.calls).toBeLessThanOrEqual(1);
     const second = await counting('C_Login', () => hsm.macGenerate(REFS.aesKey, 'AES-CMAC', Buffer.from('ok')));
@@ -225,6 +227,73 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     lines.length = 0;
     expect(await hsmHealthCommand.run(backend, io)).toBe(0);
     expect(lines[1]).toContain('single DES ok');
+  });
+
+  /** Fresh card ids (no derived-key cache hit) and the KCVs src/crypto gives for them under the clear masters. */
+  let cardSerial = 0;
+  const freshCards = (n: number): Buffer[] => Array.from({ length: n }, () => Buffer.from(`60987654${String(++cardSerial).padStart(8, '0')}`, 'hex'));
+  const expectedKcv = (card: Buffer, aes: boolean): Buffer =>
+    aes ? keyCheckValue('AES-128', diversifyCardKey(CONFORMANCE_KEYS.aesMaster, card, 'AES-128')) : keyCheckValue('DES3-2KEY', diversifyCardKey(CONFORMANCE_KEYS.desMaster, card, 'DES3-2KEY'));
+
+  it("'auto' calls: a lone caller's derivations are synchronous calls", async () => {
+    const cards = freshCards(3);
+    const before = hsm.callModes;
+    const asyncCalls = await counting('C_DeriveKeyAsync', async () => {
+      const syncCalls = await counting('C_DeriveKey', async () => {
+        for (const c of cards) expect(await hsm.keyCheckValue({ master: REFS.desMaster, cardId: c })).toEqual(expectedKcv(c, false));
+      });
+      expect(syncCalls.calls).toBe(2 * cards.length); // two single-DES halves per card
+      return syncCalls;
+    });
+    expect(asyncCalls.calls).toBe(0);
+    expect(hsm.callModes.async).toBe(before.async);
+    expect(hsm.callModes.sync).toBe(before.sync + cards.length);
+  });
+
+  it("'auto' calls: concurrent callers go to the *Async overloads, at most one per pooled session, with the same answers", async () => {
+    const des = freshCards(6);
+    const aes = freshCards(6);
+    const before = hsm.callModes;
+    let maxOpen = 0;
+    const target = lib as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const orig = target.C_DeriveKeyAsync!;
+    target.C_DeriveKeyAsync = (...a: unknown[]) => {
+      maxOpen = Math.max(maxOpen, hsm.poolStats!.inUse);
+      return orig.apply(lib, a);
+    };
+    let results: Buffer[];
+    try {
+      const counted = await counting('C_DeriveKeyAsync', () =>
+        Promise.all([...des.map((c) => hsm.keyCheckValue({ master: REFS.desMaster, cardId: c })), ...aes.map((c) => hsm.keyCheckValue({ master: REFS.aesMaster, cardId: c }))]),
+      );
+      expect(counted.calls).toBeGreaterThan(0);
+      results = counted.result as Buffer[];
+    } finally {
+      target.C_DeriveKeyAsync = orig;
+    }
+    expect(results).toEqual([...des.map((c) => expectedKcv(c, false)), ...aes.map((c) => expectedKcv(c, true))]);
+    // the first call found the token to itself (synchronous); the other eleven ran while others were in flight
+    expect(hsm.callModes.sync - before.sync).toBe(1);
+    expect(hsm.callModes.async - before.async).toBe(11);
+    expect(maxOpen).toBeLessThanOrEqual(hsm.poolStats!.size); // 3 sessions for 12 callers: the rest waited
+    // alone again: synchronous
+    const [c] = freshCards(1);
+    expect((await counting('C_DeriveKeyAsync', () => hsm.keyCheckValue({ master: REFS.aesMaster, cardId: c! }))).calls).toBe(0);
+  });
+
+  it("'auto' calls: logged out under concurrent callers: each gets a typed error, nothing repeated, then the next call works", async () => {
+    const cards = freshCards(4);
+    withOwnSession((s) => lib.C_Logout(s));
+    const settled = await Promise.allSettled(cards.map((c) => hsm.macGenerate({ master: REFS.desMaster, cardId: c }, 'ISO9797-1-ALG3', Buffer.alloc(9))));
+    const codes = settled.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'fulfilled'));
+    // the first finds the token logged out; the others either meet the same or find it logged in again by the next call
+    expect(codes[0]).toBe('HSM_NOT_LOGGED_IN');
+    for (const code of codes) expect(['HSM_NOT_LOGGED_IN', 'fulfilled']).toContain(code);
+    for (const c of cards) {
+      expect(await hsm.macGenerate({ master: REFS.desMaster, cardId: c }, 'ISO9797-1-ALG3', Buffer.alloc(9))).toEqual(
+        computeMac('ISO9797-1-ALG3', diversifyCardKey(CONFORMANCE_KEYS.desMaster, c, 'DES3-2KEY'), Buffer.alloc(9), 8),
+      );
+    }
   });
 
   it('serves more concurrent callers than sessions, with the same answers', async () => {
