@@ -246,8 +246,8 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
       return syncCalls;
     });
     expect(asyncCalls.calls).toBe(0);
-    expect(hsm.callModes.async).toBe(before.async);
-    expect(hsm.callModes.sync).toBe(before.sync + cards.length);
+    expect(hsm.callModes.concurrent).toBe(before.concurrent);
+    expect(hsm.callModes.alone).toBe(before.alone + cards.length);
   });
 
   it("'auto' calls: concurrent callers go to the *Async overloads, at most one per pooled session, with the same answers", async () => {
@@ -273,8 +273,8 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     }
     expect(results).toEqual([...des.map((c) => expectedKcv(c, false)), ...aes.map((c) => expectedKcv(c, true))]);
     // the first call found the token to itself (synchronous); the other eleven ran while others were in flight
-    expect(hsm.callModes.sync - before.sync).toBe(1);
-    expect(hsm.callModes.async - before.async).toBe(11);
+    expect(hsm.callModes.alone - before.alone).toBe(1);
+    expect(hsm.callModes.concurrent - before.concurrent).toBe(11);
     expect(maxOpen).toBeLessThanOrEqual(hsm.poolStats!.size); // 3 sessions for 12 callers: the rest waited
     // alone again: synchronous
     const [c] = freshCards(1);
