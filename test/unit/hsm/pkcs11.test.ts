@@ -209,6 +209,29 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     expect(sessionKeys()).toBe(base);
   });
 
+  it('stops keeping derived card keys while nobody reuses them, and keeps them again when reuse comes back', async () => {
+    const h = new Pkcs11Hsm(options(t, { derivedKeyCache: { max: 8, ttlMs: 60_000 } }));
+    await h.open();
+    try {
+      const cold = freshCards(256); // one window of lookups, none hitting
+      for (const [i, c] of cold.entries()) {
+        const kcv = await h.keyCheckValue({ master: REFS.aesMaster, cardId: c });
+        if (i % 64 === 0) expect(kcv).toEqual(expectedKcv(c, true));
+      }
+      expect(h.keepingDerivedKeys).toBe(false);
+      const kept = h.derivedKeysCached;
+      expect(kept).toBeLessThanOrEqual(8);
+      const [again] = freshCards(1);
+      for (let i = 0; i < 256; i++) expect(await h.keyCheckValue({ master: REFS.aesMaster, cardId: again! })).toEqual(expectedKcv(again!, true));
+      // the repeats hit the ghost of the first derivation: the next window keeps again, and the card is cached
+      expect(h.keepingDerivedKeys).toBe(true);
+      await h.keyCheckValue({ master: REFS.aesMaster, cardId: again! });
+      expect(h.derivedKeysCached).toBe(Math.min(8, kept + 1));
+    } finally {
+      await h.close();
+    }
+  });
+
   it('purselab hsm init / keys / health on the token', async () => {
     const { hsmInitCommand, DEFAULT_KEY_SET } = await import('../../../src/cli/commands/hsm-init.ts');
     const { hsmKeysCommand } = await import('../../../src/cli/commands/hsm-keys.ts');
