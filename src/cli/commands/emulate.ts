@@ -46,9 +46,9 @@ function openSlotCard(file: string, protocol: 'T=0' | 'T=1' | undefined, io: Cli
 
 const insHex = (ins: number) => ins.toString(16).toUpperCase().padStart(2, '0');
 
-/** The card behind its power-cut switch: says on stdout whether it fired, and saves the image when it did. */
-function powerCutSwitch(sim: SimulatedCard, file: string, cut: PowerCutSpec, io: CliIo): PowerCutCard {
-  io.out(`emulate: power-cut switch armed for ${file}: the next INS ${insHex(cut.ins)} loses power after persistent write ${cut.k}`);
+/** The card behind its power-cut switch: says on stdout (even with --quiet) whether it fired, and saves the image when it did. */
+function powerCutSwitch(sim: SimulatedCard, file: string, cut: PowerCutSpec, io: CliIo, quiet: boolean): PowerCutCard {
+  if (!quiet) io.out(`emulate: power-cut switch armed for ${file}: the next INS ${insHex(cut.ins)} loses power after persistent write ${cut.k}`);
   return new PowerCutCard(sim, cut, {
     onCut: ({ k, apduHeader }) => {
       // The torn transaction is already rolled back: the image holds committed state only.
@@ -174,7 +174,7 @@ export const emulateCommand: CliCommand = {
       const file = cards[i]!;
       const sim = openSlotCard(file, protocol as 'T=0' | 'T=1' | undefined, io, quiet);
       const cut = cuts.get(i + 1);
-      return { address, card: cut ? powerCutSwitch(sim, file, cut, io) : sim, file, sim };
+      return { address, card: cut ? powerCutSwitch(sim, file, cut, io, quiet) : sim, file, sim };
     });
 
     const signal = nextSignal();
