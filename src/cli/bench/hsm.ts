@@ -267,12 +267,18 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
       // ratio is the median over the rounds of (backend median latency / floor median latency).
       const floor = opened.floors?.[op.key];
       const rounds = 9;
-      const per = Math.max(4, Math.round(n / rounds));
+      const minPer = Math.max(4, Math.round(n / rounds));
       let i0 = 1;
       // Warm-up: enough calls for the JIT to compile both paths (a backend's few microseconds of JS are
       // otherwise measured interpreted, with --quick especially), bounded in time for the slow serial line.
-      i0 += await warmUp((i) => op.run(opened.hsm, i0 + i), per);
-      if (floor) i0 += await warmUp((i) => floor.run(i0 + i), per);
+      const w0 = performance.now();
+      const warm = await warmUp((i) => op.run(opened.hsm, i0 + i), minPer);
+      const msPerCall = (performance.now() - w0) / warm;
+      i0 += warm;
+      if (floor) i0 += await warmUp((i) => floor.run(i0 + i), minPer);
+      // Rounds of at least ~40 ms each (a cheap call's median over a dozen samples moves with every preemption
+      // on a shared machine), at most 4,000 calls.
+      const per = Math.max(minPer, Math.min(4000, Math.round(40 / msPerCall)));
       const lat: number[] = [];
       const flat: number[] = [];
       const ratios: number[] = [];
