@@ -78,6 +78,8 @@ import {
   type Pkcs11Js,
 } from './binding.ts';
 import { SessionPool } from './session-pool.ts';
+import type { SessionProcesses } from './session-processes.ts';
+import type { ServedMethod } from './session-protocol.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -107,6 +109,14 @@ export interface Pkcs11HsmOptions {
    * C_*Init; src/crypto's MAC code runs over a synchronous block primitive).
    */
   readonly calls?: 'auto' | 'sync' | 'async';
+  /**
+   * Session processes (default 0: none): child Node processes with their own module instance, sessions and
+   * login (hsm-bridge/pkcs11/session-processes.ts). With calls 'auto', a macVerify / macGenerate /
+   * keyCheckValue on a derived card key that starts while other operations are in flight is handed whole to
+   * the least busy one. For tokens that do not run faster on more threads of one process (SoftHSM2) but do
+   * in more processes. Needs tsx (the children run this TypeScript) and starts them at open().
+   */
+  readonly processes?: number;
   /** Derived card keys kept as session objects for reuse: at most `max` (default 64; 0 = none) for `ttlMs` (default 10 s). */
   readonly derivedKeyCache?: { readonly max?: number; readonly ttlMs?: number };
 }
@@ -294,6 +304,7 @@ export class Pkcs11Hsm implements Hsm {
   private lib: PKCS11 | undefined;
   private slot: Handle | undefined;
   private pool: SessionPool | undefined;
+  private procs: SessionProcesses | undefined;
   private mechs = new Map<number, number>();
   private needsLogin = true;
   private singleDes: 'ok' | 'absent' | 'broken' = 'absent';
@@ -330,6 +341,8 @@ export class Pkcs11Hsm implements Hsm {
     if (!Number.isInteger(size) || size < 1 || size > 256) throw new HsmBadInputError(`PKCS#11 backend: sessions must be 1..256, got ${String(size)}`);
     this.options = options;
     this.size = size;
+    const procs = options.processes ?? 0;
+    if (!Number.isInteger(procs) || procs < 0 || procs > 64) throw new HsmBadInputError(`PKCS#11 backend: processes must be 0..64, got ${String(procs)}`);
     const calls = options.calls ?? 'auto';
     if (calls !== 'auto' && calls !== 'sync' && calls !== 'async') throw new HsmBadInputError(`PKCS#11 backend: calls must be auto, sync or async, got ${JSON.stringify(calls)}`);
     this.calls = calls;
@@ -355,6 +368,11 @@ export class Pkcs11Hsm implements Hsm {
     return { ...this.counts };
   }
 
+  /** Process ids of the session processes (Pkcs11HsmOptions.processes) running now. */
+  get sessionProcessPids(): number[] {
+    return this.procs?.pids ?? [];
+  }
+
   /** Sessions of the pool: open, lent out, callers waiting, and the bound (undefined until open). */
   get poolStats(): { open: number; inUse: number; waiting: number; size: number } | undefined {
     return this.pool?.stats;
@@ -372,14 +390,40 @@ export class Pkcs11Hsm implements Hsm {
     this.P = pkcs11js();
     try {
       await this.ready();
+      const n = this.options.processes ?? 0;
+      if (n > 0 && this.calls === 'auto') {
+        const { SessionProcesses } = await import('./session-processes.ts');
+        this.procs = new SessionProcesses({ ...this.options, pin: this.pin(), pinEnv: undefined, processes: 0, calls: 'sync' }, n);
+        await this.procs.start();
+      }
     } catch (e) {
       await this.close();
       throw e;
     }
   }
 
+  /**
+   * With session processes: the operation's whole call handed to one when it does not have the token to itself
+   * (undefined: run it here). Counted as in flight meanwhile, so the operations after it see the concurrency.
+   */
+  private offProcess<T>(method: ServedMethod, spec: ResolvedSpec, args: unknown[]): Promise<T> | undefined {
+    const procs = this.procs;
+    if (!procs || spec.kind !== 'derived' || !(this.active > 0 || this.burst || (this.pool?.stats.waiting ?? 0) > 0)) return undefined;
+    // a card key already derived here is a few microseconds of token work: cheaper than a trip to a process
+    const have = this.cacheMax > 0 ? this.derivedCache.get(this.derivedId(spec)) : undefined;
+    if (have && have.expires > Date.now()) return undefined;
+    this.active++;
+    this.counts.concurrent++;
+    return (procs.call(method, args, spec.cardId[7]!) as Promise<T>).finally(() => {
+      this.active--;
+    });
+  }
+
   async close(): Promise<void> {
     if (!this.lib) return;
+    const procs = this.procs;
+    this.procs = undefined;
+    await procs?.close();
     const pool = this.pool;
     if (pool && this.derivedCache.size) {
       try {
@@ -506,6 +550,10 @@ export class Pkcs11Hsm implements Hsm {
   keyCheckValue(key: KeySpec): Promise<Buffer> {
     return settle(() => {
       const spec = checkKeySpec(key);
+      if (this.procs) {
+        const off = this.offProcess<Buffer>('keyCheckValue', spec, [key]);
+        if (off) return off;
+      }
       return this.withMaterial(spec, undefined, 'compute a check value', (s, ctx, m, k) => {
         if (!k) return this.materialKcv(s, ctx, m);
         if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
@@ -519,6 +567,10 @@ export class Pkcs11Hsm implements Hsm {
       const alg = checkMacAlgorithm(algorithm);
       const d = checkData(data);
       const spec = checkKeySpec(key);
+      if (this.procs) {
+        const off = this.offProcess<Buffer>('macGenerate', spec, [key, alg, d]);
+        if (off) return off;
+      }
       return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
         if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
         return this.mac(s, ctx, m, alg, d);
@@ -532,6 +584,10 @@ export class Pkcs11Hsm implements Hsm {
       const d = checkData(data);
       const expected = checkMacToVerify(alg, mac);
       const spec = checkKeySpec(key);
+      if (this.procs) {
+        const off = this.offProcess<boolean>('macVerify', spec, [key, alg, d, expected]);
+        if (off) return off;
+      }
       return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
         if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
         const full = this.mac(s, ctx, m, alg, d);

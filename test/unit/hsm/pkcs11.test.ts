@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { computeMac, keyCheckValue, cbcEncrypt, diversifyCardKey } from '../../../src/crypto/index.ts';
+import { HsmKeyNotFoundError } from '../../../hsm-bridge/errors.ts';
 import { codeOf, CONFORMANCE_KEYS, loadConformanceKeys, REFS, runConformance } from './conformance.ts';
 import { createTempTokens, pkcs11ToolMissing, softhsmMissing, type TempToken } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 
@@ -230,6 +231,43 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     } finally {
       await h.close();
     }
+  });
+
+  it('session processes: concurrent derived-key operations run in child processes with the same answers; a killed one fails its call typed, once, and the next call works', async () => {
+    const h = new Pkcs11Hsm(options(t, { processes: 2 }));
+    await h.open();
+    try {
+      expect(h.sessionProcessPids).toHaveLength(2);
+      const cards = freshCards(8);
+      const before = h.callModes;
+      const data = Buffer.from('S1 input under a derived key');
+      const macs = await Promise.all(cards.map((c) => h.macGenerate({ master: REFS.desMaster, cardId: c }, 'ISO9797-1-ALG3', data)));
+      expect(macs).toEqual(cards.map((c) => computeMac('ISO9797-1-ALG3', diversifyCardKey(CONFORMANCE_KEYS.desMaster, c, 'DES3-2KEY'), data, 8)));
+      for (const m of macs) expect(Buffer.isBuffer(m)).toBe(true);
+      expect(h.callModes.concurrent - before.concurrent).toBe(7);
+      const verdicts = await Promise.all(cards.map((c, i) => h.macVerify({ master: REFS.desMaster, cardId: c }, 'ISO9797-1-ALG3', data, i % 2 ? macs[i]! : Buffer.alloc(8))));
+      expect(verdicts).toEqual(cards.map((_, i) => i % 2 === 1));
+      // typed errors come back as their own class
+      const [, missing] = await Promise.all([
+        h.keyCheckValue({ master: REFS.aesMaster, cardId: cards[0]! }),
+        h.keyCheckValue({ master: { label: 'no-such-master', version: 3 }, cardId: cards[1]! }).catch((e: unknown) => e),
+      ]);
+      expect(missing).toBeInstanceOf(HsmKeyNotFoundError);
+      expect(missing).toMatchObject({ code: 'HSM_KEY_NOT_FOUND', label: 'no-such-master', version: 3 });
+      // a process killed under a call: that call fails HSM_DEVICE, nothing is repeated, the next calls work
+      const pids = h.sessionProcessPids;
+      const fresh = freshCards(4);
+      const calls = fresh.map((c) => h.keyCheckValue({ master: REFS.aesMaster, cardId: c }).catch((e: unknown) => e));
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      const results = await Promise.all(calls);
+      expect(results.some((r) => (r as { code?: string }).code === 'HSM_DEVICE')).toBe(true);
+      for (const [i, r] of results.entries()) if (Buffer.isBuffer(r)) expect(r).toEqual(expectedKcv(fresh[i]!, true));
+      const again = await Promise.all(fresh.map((c) => h.keyCheckValue({ master: REFS.aesMaster, cardId: c })));
+      expect(again).toEqual(fresh.map((c) => expectedKcv(c, true)));
+    } finally {
+      await h.close();
+    }
+    expect(h.sessionProcessPids).toEqual([]);
   });
 
   it('purselab hsm init / keys / health on the token', async () => {
