@@ -7,7 +7,7 @@
 // Then concurrency: 1, 4 and 8 callers, ops/s and how many cores the process kept busy (all its threads),
 // of which the main JS thread, and the whole machine (other processes included); target for PKCS#11 'auto':
 // >= 90% of the cores busy with >= 4 callers. The load average is printed before and after.
-// PURSELAB_BENCH_HSM_TARGETS=auto,sync (substrings of the target names) measures only those targets.
+// PURSELAB_BENCH_HSM_TARGETS='(auto)|(sync)' (substrings of the target names, separated by |) measures only those.
 //
 // The PKCS#11 runs use a throw-away SoftHSM2 token (temp directory) holding the demo key set, brought in
 // the way `purselab hsm init` does it. SoftHSM2 inside Node needs --openssl-legacy-provider for single DES:
@@ -492,7 +492,7 @@ export const hsmBench: BenchSuite = {
     }
     const figures: Figures = {};
     const lines: string[] = [];
-    const only = process.env.PURSELAB_BENCH_HSM_TARGETS?.split(',').map((x) => x.trim()).filter(Boolean);
+    const only = process.env.PURSELAB_BENCH_HSM_TARGETS?.split('|').map((x) => x.trim()).filter(Boolean);
     const targets = only?.length ? HSM_BENCH_TARGETS.filter((t) => only.some((o) => t.name.includes(o))) : HSM_BENCH_TARGETS;
     figures.loadAvgBefore = load();
     lines.push(`  load average before: ${load()} (${cpus().length} cores; UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'})`);
