@@ -144,7 +144,7 @@ describe('virtual card store', () => {
     it('after a clean session the next one reuses the live card (no HSM open) with the stored state, reset', async () => {
       const db = freshDb();
       const c = counting();
-      const store = newStore(db, c.ops);
+      const store = newStore(db, c.ops, { liveCards: 1024 });
       const cardId = await storeNewCard(store, 10_000);
       const psam = await newPsam('aes');
       await withPseudoReader(store, cardId, (reader) => purchase(reader, psam.ch, { amount: 420, ...at }));
@@ -161,7 +161,7 @@ describe('virtual card store', () => {
     it('a row changed after a session (tampered, put back, another writer) goes through the HSM and is refused', async () => {
       const db = freshDb();
       const c = counting();
-      const store = newStore(db, c.ops);
+      const store = newStore(db, c.ops, { liveCards: 1024 });
       const cardId = await storeNewCard(store, 10_000);
       const psam = await newPsam('aes');
       const before = db.prepare('SELECT sealed, version FROM opal_cards WHERE card_id = ?').get(cardId) as { sealed: Buffer; version: number };
@@ -186,6 +186,7 @@ describe('virtual card store', () => {
       const db = freshDb();
       let crash = false;
       const store = newStore(db, hsm().ops, {
+        liveCards: 1024,
         beforeWrite: () => {
           if (crash) throw new Error('simulated crash before the row is written');
         },
