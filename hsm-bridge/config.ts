@@ -51,16 +51,26 @@ export const HSM_SPEC_ENV = 'PURSELAB_HSM';
 /**
  * A config from one string (env PURSELAB_HSM, server settings):
  *   software:PATH                      key-store file (passphrase: PURSELAB_HSM_MASTER)
- *   pkcs11:MODULE#TOKEN[#PIN_ENV]      PKCS#11 module and token label (PIN: PURSELAB_HSM_PIN or PIN_ENV)
+ *   pkcs11:MODULE#TOKEN[#PIN_ENV][;processes=N]
+ *                                      PKCS#11 module and token label (PIN: PURSELAB_HSM_PIN or PIN_ENV);
+ *                                      processes=N: N session processes (docs/hsm-bridge.md: for tokens whose
+ *                                      work does not spread over threads, such as SoftHSM2)
  *   serial:LINE                        host-command HSM: LINE = tcp:HOST:PORT or PATH[@BAUD]
  */
 export function parseHsmSpec(text: string): HsmConfig {
   const m = /^(software|pkcs11|serial):(.+)$/.exec(text.trim());
-  if (!m) throw new HsmBadInputError(`cannot read HSM spec '${text}' (software:PATH | pkcs11:MODULE#TOKEN[#PIN_ENV] | serial:LINE)`);
+  if (!m) throw new HsmBadInputError(`cannot read HSM spec '${text}' (software:PATH | pkcs11:MODULE#TOKEN[#PIN_ENV][;processes=N] | serial:LINE)`);
   const rest = m[2]!;
   if (m[1] === 'software') return { backend: 'software', path: rest };
   if (m[1] === 'serial') return { backend: 'serial', line: rest };
-  const [module, tokenLabel, pinEnv] = rest.split('#');
+  const [main, ...options] = rest.split(';');
+  const [module, tokenLabel, pinEnv] = main!.split('#');
   if (!module || !tokenLabel) throw new HsmBadInputError(`pkcs11 spec needs MODULE#TOKEN, got '${rest}'`);
-  return { backend: 'pkcs11', module, tokenLabel, ...(pinEnv ? { pinEnv } : {}) };
+  let processes: number | undefined;
+  for (const o of options) {
+    const p = /^processes=(\d{1,2})$/.exec(o.trim());
+    if (!p) throw new HsmBadInputError(`pkcs11 spec option '${o}' is not known (processes=N)`);
+    processes = Number(p[1]);
+  }
+  return { backend: 'pkcs11', module, tokenLabel, ...(pinEnv ? { pinEnv } : {}), ...(processes !== undefined ? { processes } : {}) };
 }

@@ -1,0 +1,24 @@
+// The one-string HSM spec (PURSELAB_HSM, --hsm): each backend, the PKCS#11 options, and the errors.
+import { describe, expect, it } from 'vitest';
+import { parseHsmSpec } from '../../../hsm-bridge/config.ts';
+
+describe('parseHsmSpec', () => {
+  it('reads the software, serial and PKCS#11 forms', () => {
+    expect(parseHsmSpec('software:/tmp/k.json')).toEqual({ backend: 'software', path: '/tmp/k.json' });
+    expect(parseHsmSpec('serial:tcp:127.0.0.1:1500')).toEqual({ backend: 'serial', line: 'tcp:127.0.0.1:1500' });
+    expect(parseHsmSpec('pkcs11:/usr/lib/softhsm/libsofthsm2.so#purselab')).toEqual({ backend: 'pkcs11', module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'purselab' });
+    expect(parseHsmSpec('pkcs11:/m.so#tok#MY_PIN')).toEqual({ backend: 'pkcs11', module: '/m.so', tokenLabel: 'tok', pinEnv: 'MY_PIN' });
+  });
+
+  it('takes processes=N for session processes, with or without a PIN variable', () => {
+    expect(parseHsmSpec('pkcs11:/m.so#tok;processes=2')).toEqual({ backend: 'pkcs11', module: '/m.so', tokenLabel: 'tok', processes: 2 });
+    expect(parseHsmSpec('pkcs11:/m.so#tok#MY_PIN;processes=0')).toEqual({ backend: 'pkcs11', module: '/m.so', tokenLabel: 'tok', pinEnv: 'MY_PIN', processes: 0 });
+  });
+
+  it('refuses what it cannot read, naming the accepted forms', () => {
+    expect(() => parseHsmSpec('vault:x')).toThrow(/software:PATH \| pkcs11:MODULE#TOKEN/);
+    expect(() => parseHsmSpec('pkcs11:/m.so')).toThrow(/MODULE#TOKEN/);
+    expect(() => parseHsmSpec('pkcs11:/m.so#tok;threads=4')).toThrow(/'threads=4' is not known/);
+    expect(() => parseHsmSpec('pkcs11:/m.so#tok;processes=x')).toThrow(/not known/);
+  });
+});
