@@ -1,5 +1,5 @@
 // Bench suite "payment": completed purchases/s and p50/p99 latency through the payment server with N concurrent
-// cardholders (default 16): real HTTP over loopback (keep-alive), an emulated PSAM pool (4), SQLite in a temp
+// cardholders (default 16): real HTTP over loopback (keep-alive), an emulated PSAM pool (one per cardholder), SQLite in a temp
 // dir, in-process purse cards. The headline is the standard variant (draw -> DEBIT -> debit response -> VERIFY
 // S3 -> Debit Result); then, shorter, the other variants and FIG. 9 (PURSELAB_BENCH_VARIANTS=standard: only the
 // headline). The floor, measured in the same run with the same client and concurrency: a bare fastify JSON echo
@@ -98,7 +98,9 @@ export const paymentBench: BenchSuite = {
   async run(ctx) {
     const io = ctx.io;
     const concurrency = Number(process.env.PURSELAB_BENCH_CARDHOLDERS ?? 16);
-    const psamCount = Number(process.env.PURSELAB_BENCH_PSAMS ?? 4);
+    // One PSAM per concurrent cardholder by default (a pool sized for the concurrency: with fewer, every standard
+    // draw waits for a PSAM held across another cardholder's DEBIT round trip); PURSELAB_BENCH_PSAMS overrides.
+    const psamCount = Number(process.env.PURSELAB_BENCH_PSAMS ?? concurrency);
     const total = Math.max(200, Math.round(4000 * ctx.scale));
     const perVariant = Math.max(100, Math.round(total / 4));
     const cases = process.env.PURSELAB_BENCH_VARIANTS === 'standard' ? CASES.slice(0, 1) : CASES;

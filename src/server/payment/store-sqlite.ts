@@ -16,6 +16,11 @@ import {
   type RecreditRecord,
 } from './store.ts';
 
+/** Payments still in flight (the partial index payments_open; a query must say this term to use it). */
+const OPEN = "state NOT IN ('completed', 'failed')";
+/** Completed payments whose PSAM record is not confirmed yet (partial index payments_unconfirmed). */
+const UNCONFIRMED = "state = 'completed' AND psam_confirmed = 0";
+
 export const PAYMENT_MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -95,6 +100,29 @@ export const PAYMENT_MIGRATIONS: readonly Migration[] = [
         claim_json TEXT NOT NULL,
         issued_at TEXT NOT NULL
       );`,
+  },
+  {
+    // Fewer pages per commit: event ids without AUTOINCREMENT (no sqlite_sequence row to rewrite on every event;
+    // events are never deleted, so ids still only grow), and the state index only over payments still in flight
+    // (small and hot, instead of one entry per payment ever made); the PSAM-confirmation scan gets its own
+    // partial index.
+    version: 2,
+    name: 'events without AUTOINCREMENT, partial indexes for open and unconfirmed payments',
+    up: `
+      CREATE TABLE payment_events_v2 (
+        id INTEGER PRIMARY KEY,
+        payment_id TEXT,
+        at TEXT NOT NULL,
+        type TEXT NOT NULL,
+        detail TEXT NOT NULL
+      );
+      INSERT INTO payment_events_v2 (id, payment_id, at, type, detail) SELECT id, payment_id, at, type, detail FROM payment_events;
+      DROP TABLE payment_events;
+      ALTER TABLE payment_events_v2 RENAME TO payment_events;
+      CREATE INDEX payment_events_payment ON payment_events (payment_id);
+      DROP INDEX payments_state;
+      CREATE INDEX payments_open ON payments (state) WHERE ${OPEN};
+      CREATE INDEX payments_unconfirmed ON payments (created_at) WHERE ${UNCONFIRMED};`,
   },
 ];
 
@@ -355,12 +383,13 @@ export class SqlitePaymentStore implements PaymentStore {
 
   async listByState(states: readonly PaymentState[]): Promise<PaymentRow[]> {
     if (!states.length) return [];
-    const rows = this.db.prepare(`SELECT * FROM payments WHERE state IN (${states.map(() => '?').join(', ')}) ORDER BY created_at, payment_id`).all(...states) as Row[];
+    const inFlight = states.every((s) => s !== 'completed' && s !== 'failed');
+    const rows = this.db.prepare(`SELECT * FROM payments WHERE ${inFlight ? `${OPEN} AND ` : ''}state IN (${states.map(() => '?').join(', ')}) ORDER BY created_at, payment_id`).all(...states) as Row[];
     return rows.map(toPayment);
   }
 
   async listUnconfirmed(): Promise<PaymentRow[]> {
-    const rows = this.db.prepare("SELECT * FROM payments WHERE state = 'completed' AND psam_confirmed = 0 ORDER BY created_at").all() as Row[];
+    const rows = this.db.prepare(`SELECT * FROM payments WHERE ${UNCONFIRMED} ORDER BY created_at`).all() as Row[];
     return rows.map(toPayment);
   }
 
