@@ -171,11 +171,25 @@ export function serveBenchWorker(ready: unknown, handlers: Record<string, (arg: 
   parentPort!.postMessage({ ready });
 }
 
+/** startBenchServer in a worker thread: the same BenchServer, its calls answered over the worker's messages. */
+export async function startBenchServerInWorker(spec: BenchServerSpec): Promise<BenchServer> {
+  const w = await startBenchWorker<{ url: string }>(import.meta.url, { benchPayment: spec });
+  let held: Promise<number> | undefined;
+  return {
+    url: w.ready.url,
+    usage: () => w.call<BenchServerUsage>('usage'),
+    stop() {
+      held ??= (async () => {
+        const h = await w.call<number>('held').catch(() => -1);
+        await w.stop();
+        return h;
+      })();
+      return held;
+    },
+  };
+}
+
 if (!isMainThread && (workerData as { benchPayment?: BenchServerSpec } | undefined)?.benchPayment) {
   const s = await startBenchServer((workerData as { benchPayment: BenchServerSpec }).benchPayment);
-  parentPort!.on('message', (m: string) => {
-    if (m === 'stop') void s.stop().then((held) => parentPort!.postMessage({ held }));
-    if (m === 'usage') void s.usage().then((usage) => parentPort!.postMessage({ usage }));
-  });
-  parentPort!.postMessage({ url: s.url });
+  serveBenchWorker({ url: s.url }, { usage: () => s.usage(), held: () => s.stop() });
 }

@@ -9,7 +9,6 @@
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
@@ -19,7 +18,7 @@ import { createServerApp, listen } from '../../server/app.ts';
 import { httpRequest } from '../../server/http-client.ts';
 import { buy, type DriverMerchant, type Post, type Posted } from '../../server/payment/driver.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
-import { startBenchServer, type BenchMerchantSpec, type BenchServer, type BenchServerSpec, type BenchServerUsage } from './payment-server-worker.ts';
+import { startBenchServer, startBenchServerInWorker, type BenchMerchantSpec, type BenchServerSpec } from './payment-server-worker.ts';
 import { fmt, runConcurrently, summarize } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
@@ -33,40 +32,6 @@ function poster(base: string): Post {
   return async (path, body) => {
     const r = await httpRequest(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: r.status, body: JSON.parse(r.text) as Posted['body'] };
-  };
-}
-
-async function inWorker(spec: BenchServerSpec): Promise<BenchServer> {
-  // tsx's loader is registered in the worker before the TypeScript module loads (workers do not inherit it).
-  const boot = `(async () => { (await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register(); await import(${JSON.stringify(new URL('./payment-server-worker.ts', import.meta.url).href)}); })()`;
-  const worker = new Worker(boot, {
-    eval: true,
-    workerData: { benchPayment: spec },
-  });
-  const next = () =>
-    new Promise<{ url?: string; held?: number; usage?: BenchServerUsage }>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-  const { url } = await next();
-  let held: Promise<number> | undefined;
-  return {
-    url: url!,
-    async usage() {
-      const m = next();
-      worker.postMessage('usage');
-      return (await m).usage!;
-    },
-    stop() {
-      held ??= (async () => {
-        const m = next();
-        worker.postMessage('stop');
-        const h = (await m).held ?? -1;
-        await worker.terminate();
-        return h;
-      })();
-      return held;
-    },
   };
 }
 
@@ -126,7 +91,7 @@ export const paymentBench: BenchSuite = {
     const cards = Array.from({ length: concurrency }, (_, i) => new EmulatorChannel(issuePurseCard(cardProfile, keys, { balance: 0x7fffffff, purseNumber: String(1000 + i).padStart(10, '0') }).card));
     const sameThread = process.env.PURSELAB_BENCH_SAME_THREAD === '1';
     const spec: BenchServerSpec = { psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchants: cases.map((c) => c.merchant) };
-    const server = sameThread ? await startBenchServer(spec) : await inWorker(spec);
+    const server = sameThread ? await startBenchServer(spec) : await startBenchServerInWorker(spec);
     let failures = 0;
     let firstFailure = '';
     try {
