@@ -4,6 +4,15 @@ import { PurselabError } from '../errors.ts';
 import type { CliCommand, CliIo } from './command.ts';
 import { commands } from './commands/index.ts';
 
+// A reader that stops early (`purselab readers | head -1`) closes the pipe: that is the end of the output, not an
+// error to crash on. Long-running commands (servers, emulate) keep their own shutdown path through the signal.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 const io: CliIo = {
   out: (line) => process.stdout.write(line + '\n'),
   err: (line) => process.stderr.write(line + '\n'),

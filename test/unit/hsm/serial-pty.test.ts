@@ -57,7 +57,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
     keystore = join(tmp.dir, 'sim.store');
     pty = await startPtyPair(tmp.dir);
     sim = await startSimulator();
-    hsm = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath, baudRate: 115200 }, timeoutMs: 1500, retries: 0, connectTimeoutMs: 8000 });
+    hsm = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath, baudRate: 115200 }, timeoutMs: 3000, retries: 0, connectTimeoutMs: 8000 }); // generous: CI runs this beside other workers on 2 cores
     await hsm.open();
   }, 60_000);
 
@@ -195,7 +195,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
 
   it('a late answer after a timeout is discarded by header, not taken for the next command', async () => {
     const staleBefore = hsm.client.stats.stale;
-    await hsm.armSimulatorFault({ kind: 'delay', ms: 2000, match: 'pq' });
+    await hsm.armSimulatorFault({ kind: 'delay', ms: 4500, match: 'pq' }); // longer than the 3 s timeout
     expect((await failure(() => hsm.randomBytes(8))).code).toBe('TIMEOUT');
     // The simulator is still busy answering late: the next command waits its turn on the line.
     const mac = await hsm.macGenerate({ master: { label: 'no-such', version: 1 }, cardId: CARD }, 'ISO9797-1-ALG3', Buffer.from('x')).catch((e) => e);
@@ -204,7 +204,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
   });
 
   it('idempotent commands are resent after a lost answer; generate never is', async () => {
-    const resending = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath }, timeoutMs: 800, retries: 2 });
+    const resending = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath }, timeoutMs: 1500, retries: 2 });
     await hsm.close();
     try {
       await resending.open();
