@@ -2,15 +2,13 @@
 // OPAL). A payload is canonical JSON (src/protocol/canonical.ts); `label` names the message type and is
 // bound into the MAC, so a message of one type (or for one transaction key) is never accepted as another.
 //
-//   seal:  iv = 8 random bytes; ct = 3DES-CBC(subKey(k,'ENC'), iv, pad2(utf8(canonical(payload))))
-//          mac = ISO 9797-1 alg 3 (subKey(k,'MAC'), utf8(label) 00 iv ct)               -> { iv, ct, mac } hex
-//   MAC:   mac = ISO 9797-1 alg 3 (subKey(k,'MAC'), utf8(label) 00 utf8(canonical(payload)))  -> 16 hex digits
+//   seal:  iv = 16 random bytes; ct = AES-128-CBC(subKey(k,'ENC'), iv, PKCS#7 pad(utf8(canonical(payload))))
+//          mac = HMAC-SHA256(subKey(k,'MAC'), utf8(label) 00 iv ct)[0..8]                  -> { iv, ct, mac } hex
+//   MAC:   mac = HMAC-SHA256(subKey(k,'MAC'), utf8(label) 00 utf8(canonical(payload)))[0..8]  -> 16 hex digits
 //
 // open/verify compare the MAC in constant time before anything is decrypted or parsed.
 
-import { randomBytes } from 'node:crypto';
-import { tdesCbcDecrypt, tdesCbcEncrypt } from '../crypto/cipher.ts';
-import { computeMac, macEquals } from '../crypto/mac.ts';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PurselabError } from '../errors.ts';
 import { canonicalJson } from './canonical.ts';
 import { subKey } from './keys.ts';
@@ -21,14 +19,18 @@ export interface Envelope {
   readonly mac: string;
 }
 
+/** MAC length in bytes (HMAC-SHA256 truncated: 64 bits, as the ISO 9797-1 MACs of the card layer). */
+const MAC_BYTES = 8;
+const IV_BYTES = 16;
+
 /** JSON schema of an Envelope, for fastify routes. */
 export const ENVELOPE_SCHEMA = {
   type: 'object',
   required: ['iv', 'ct', 'mac'],
   additionalProperties: false,
   properties: {
-    iv: { type: 'string', pattern: '^[0-9a-fA-F]{16}$' },
-    ct: { type: 'string', pattern: '^([0-9a-fA-F]{16})+$', maxLength: 65536 },
+    iv: { type: 'string', pattern: '^[0-9a-fA-F]{32}$' },
+    ct: { type: 'string', pattern: '^([0-9a-fA-F]{32})+$', maxLength: 65536 },
     mac: { type: 'string', pattern: '^[0-9a-fA-F]{16}$' },
   },
 } as const;
@@ -40,10 +42,18 @@ export class MessageAuthError extends PurselabError {
   }
 }
 
-const labelled = (label: string, ...parts: Uint8Array[]) => Buffer.concat([Buffer.from(label, 'utf8'), Buffer.of(0), ...parts]);
+/** HMAC-SHA256 under the MAC sub-key of `key` over utf8(label) 00 parts..., truncated to MAC_BYTES. */
+function labelledMac(key: Uint8Array, label: string, ...parts: (Uint8Array | string)[]): Buffer {
+  const h = createHmac('sha256', subKey(key, 'MAC')).update(label, 'utf8').update(ZERO_BYTE);
+  for (const p of parts) h.update(p as Buffer);
+  return h.digest().subarray(0, MAC_BYTES);
+}
+const ZERO_BYTE = Buffer.of(0);
+
+const sameMac = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(a, b);
 
 export function macOf(key: Uint8Array, label: string, payload: unknown): string {
-  return computeMac('ISO9797-1-ALG3', subKey(key, 'MAC'), labelled(label, Buffer.from(canonicalJson(payload), 'utf8'))).toString('hex');
+  return labelledMac(key, label, Buffer.from(canonicalJson(payload), 'utf8')).toString('hex');
 }
 
 export function verifyMacOf(key: Uint8Array, label: string, payload: unknown, mac: string): boolean {
@@ -54,13 +64,14 @@ export function verifyMacOf(key: Uint8Array, label: string, payload: unknown, ma
   } catch {
     return false; // not canonical (a float, say): cannot be the MACed message
   }
-  return macEquals(Buffer.from(expected, 'hex'), Buffer.from(mac, 'hex'));
+  return sameMac(Buffer.from(expected, 'hex'), Buffer.from(mac, 'hex'));
 }
 
 export function seal(key: Uint8Array, label: string, payload: unknown): Envelope {
-  const iv = randomBytes(8);
-  const ct = tdesCbcEncrypt(subKey(key, 'ENC'), iv, Buffer.from(canonicalJson(payload), 'utf8'), 'method2');
-  const mac = computeMac('ISO9797-1-ALG3', subKey(key, 'MAC'), labelled(label, iv, ct));
+  const iv = randomBytes(IV_BYTES);
+  const c = createCipheriv('aes-128-cbc', subKey(key, 'ENC'), iv);
+  const ct = Buffer.concat([c.update(canonicalJson(payload), 'utf8'), c.final()]);
+  const mac = labelledMac(key, label, iv, ct);
   return { iv: iv.toString('hex'), ct: ct.toString('hex'), mac: mac.toString('hex') };
 }
 
@@ -70,13 +81,11 @@ export function open(key: Uint8Array, label: string, env: Envelope): unknown {
   if (!env || typeof env !== 'object' || !hex.test(env.iv) || !hex.test(env.ct) || !hex.test(env.mac)) throw new MessageAuthError(label, 'malformed envelope');
   const iv = Buffer.from(env.iv, 'hex');
   const ct = Buffer.from(env.ct, 'hex');
-  if (iv.length !== 8 || ct.length % 8 !== 0 || ct.length === 0) throw new MessageAuthError(label, 'malformed envelope');
-  const expected = computeMac('ISO9797-1-ALG3', subKey(key, 'MAC'), labelled(label, iv, ct));
-  if (!macEquals(expected, Buffer.from(env.mac, 'hex'))) throw new MessageAuthError(label, 'MAC mismatch');
-  let text: string;
+  if (iv.length !== IV_BYTES || ct.length % 16 !== 0 || ct.length === 0) throw new MessageAuthError(label, 'malformed envelope');
+  if (!sameMac(labelledMac(key, label, iv, ct), Buffer.from(env.mac, 'hex'))) throw new MessageAuthError(label, 'MAC mismatch');
   try {
-    text = tdesCbcDecrypt(subKey(key, 'ENC'), iv, ct, 'method2').toString('utf8');
-    return JSON.parse(text) as unknown;
+    const d = createDecipheriv('aes-128-cbc', subKey(key, 'ENC'), iv);
+    return JSON.parse(Buffer.concat([d.update(ct), d.final()]).toString('utf8')) as unknown;
   } catch {
     throw new MessageAuthError(label, 'bad padding or JSON under a valid MAC');
   }

@@ -251,7 +251,8 @@ export class SqlitePaymentStore implements PaymentStore {
 
   /**
    * Group commit: writes asked for in the same turn of the event loop (concurrent payments) are applied in one
-   * SQLite transaction, each in its own SAVEPOINT (one failing write undoes only itself), and every caller's
+   * SQLite transaction (when one of them fails, the group is redone with each write in its own SAVEPOINT, so
+   * one failing write undoes only itself; see flush()), and every caller's
    * promise settles only after that COMMIT. So "saved before the next step" still holds for each caller: it
    * cannot go on until its write is durable (as durable as synchronous=NORMAL makes it).
    */
@@ -282,6 +283,20 @@ export class SqlitePaymentStore implements PaymentStore {
         return;
       }
       w.resolve(v);
+      return;
+    }
+    // Fast path: the whole group in one transaction without savepoints. If any write throws (a replayed
+    // draw's UNIQUE violation, say), the transaction rolls back whole and the group is redone below with a
+    // SAVEPOINT per write, so the failing write undoes only itself. The writes only run SQL, so running them
+    // again after the rollback gives what running them once would have.
+    let values: unknown[] | undefined;
+    try {
+      values = this.inTransaction(() => batch.map((w) => w.run()));
+    } catch {
+      values = undefined;
+    }
+    if (values) {
+      batch.forEach((w, i) => w.resolve(values[i]));
       return;
     }
     const outcomes: { ok: boolean; v: unknown }[] = [];

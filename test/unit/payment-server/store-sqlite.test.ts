@@ -1,10 +1,12 @@
-// The payment store's schema migrations: a database written by migration 1 is brought to the current schema with
-// its events kept in order, and the in-flight / unconfirmed queries use the partial indexes.
+// The payment store on SQLite: schema migrations (a database written by migration 1 is brought to the current
+// schema with its events kept in order; the in-flight / unconfirmed queries use the partial indexes) and group
+// commit (writes of one event-loop turn share a transaction; a failing one undoes only itself).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PAYMENT_MIGRATIONS, SqlitePaymentStore } from '../../../src/server/payment/store-sqlite.ts';
+import { DuplicateTransactionError } from '../../../src/server/payment/store.ts';
 import { openSqlite } from '../../../src/store/sqlite.ts';
 
 const dirs: string[] = [];
@@ -75,6 +77,33 @@ describe('payment store migrations', () => {
     const plan = (sql: string) => (store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as { detail: string }[]).map((r) => r.detail).join(' ');
     expect(plan("SELECT * FROM payments WHERE state NOT IN ('completed', 'failed') AND state IN ('received')")).toContain('payments_open');
     expect(plan("SELECT * FROM payments WHERE state = 'completed' AND psam_confirmed = 0")).toContain('payments_unconfirmed');
+    await store.close();
+  });
+
+  it('group commit: writes of one turn share a transaction; a failing write undoes only itself', async () => {
+    const store = new SqlitePaymentStore(dbPath());
+    await store.insertReceived(payment(1), {});
+    // Same turn: a new payment, a replay of payment 1's transaction id (UNIQUE violation), another new one,
+    // and a transition of payment 1.
+    const results = await Promise.allSettled([
+      store.insertReceived(payment(2), { n: 2 }),
+      store.insertReceived({ ...payment(9), txnId: 'T1' }, { n: 9 }),
+      store.insertReceived(payment(3), { n: 3 }),
+      store.transition('pay_0001', ['received'], 'debit-issued', { psamId: 'P1', psamTxn: 1 }, 'debit-issued'),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toBeInstanceOf(DuplicateTransactionError);
+    expect((results[3] as PromiseFulfilledResult<boolean>).value).toBe(true);
+    expect(await store.get('pay_0009')).toBeUndefined();
+    expect((await store.events('pay_0009')).length).toBe(0);
+    expect((await store.get('pay_0002'))?.state).toBe('received');
+    expect((await store.get('pay_0003'))?.state).toBe('received');
+    expect((await store.get('pay_0001'))?.state).toBe('debit-issued');
+    expect((await store.events('pay_0002')).map((e) => e.type)).toEqual(['draw-received']);
+    // A group without failures: every write is there, each caller got its own result.
+    const ok = await Promise.all([store.transition('pay_0002', ['received'], 'failed', { reason: 'X' }, 'failed'), store.transition('pay_0003', ['debit-issued'], 'failed', { reason: 'X' }, 'failed')]);
+    expect(ok).toEqual([true, false]);
+    expect((await store.get('pay_0003'))?.state).toBe('received');
     await store.close();
   });
 });
