@@ -1,6 +1,8 @@
 // The server foundation: SQLite migrations per component, the fastify app's one error shape, schema
 // validation that refuses unknown fields, and logs with secrets redacted.
 
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,5 +102,22 @@ describe('server app', () => {
     }
     const down = await requestJson(`${url}/v1/thing`, { body: { amount: 3 }, timeoutMs: 2000 }).catch((e: unknown) => e);
     expect(down).toMatchObject({ status: 0, code: 'REMOTE_UNREACHABLE' });
+  });
+  it('a server that never answers is REMOTE_TIMEOUT; a bad URL is REMOTE_BAD_URL; a non-JSON body is REMOTE_BAD_RESPONSE', async () => {
+    const silent = createServer(() => undefined); // accepts, reads, never answers
+    const text = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('not json'));
+    await Promise.all([silent, text].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
+    const at = (s: typeof silent) => `http://127.0.0.1:${(s.address() as AddressInfo).port}/`;
+    try {
+      const t0 = Date.now();
+      expect(await requestJson(at(silent), { body: { a: 1 }, timeoutMs: 300 }).catch((e: unknown) => e)).toMatchObject({ status: 0, code: 'REMOTE_TIMEOUT' });
+      expect(Date.now() - t0).toBeLessThan(10_000); // ended by our timeout, not the test's
+      expect(await requestJson(at(text)).catch((e: unknown) => e)).toMatchObject({ status: 200, code: 'REMOTE_BAD_RESPONSE' });
+      expect(await requestJson('ftp://127.0.0.1/x').catch((e: unknown) => e)).toMatchObject({ status: 0, code: 'REMOTE_BAD_URL' });
+      expect(await requestJson('not a url').catch((e: unknown) => e)).toMatchObject({ status: 0, code: 'REMOTE_BAD_URL' });
+    } finally {
+      silent.closeAllConnections();
+      await Promise.all([silent, text].map((s) => new Promise((r) => s.close(r))));
+    }
   });
 });
