@@ -63,7 +63,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     firstFailure ||= why.slice(0, 200);
   };
   try {
-    const shop = await runWorldHalf({ half: 'shop', dir, psams: 4 }, threads !== 'same');
+    const shop = await runWorldHalf({ half: 'shop', dir, psams: concurrency }, threads !== 'same');
     halves.push(shop);
     const opal = await runWorldHalf({ half: 'opal', dir, hsm, initialBalance: 50_000, cheapPasswords: true }, threads === 'split');
     halves.push(opal);
