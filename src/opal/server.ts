@@ -20,7 +20,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Hsm } from '../../hsm-bridge/hsm.ts';
 import { paymentOps } from '../../hsm-bridge/payment.ts';
 import { PurselabError } from '../errors.ts';
-import type { Envelope } from '../protocol/envelope.ts';
+import { ENVELOPE_SCHEMA, type Envelope } from '../protocol/envelope.ts';
 import { OpalError } from './errors.ts';
 import { createServerApp, HttpError, listen } from '../server/app.ts';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite.ts';
@@ -194,10 +194,9 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
           return service.recredit(req.body as { cardId: string; purchaseId: number; reason: string });
         }),
     );
-    const hexField = (min: number, max: number) => str(min, max, '^([0-9A-Fa-f]{2})+$');
     r.post(
       '/v1/admin/recredit-claim',
-      { schema: body({ claim: { type: 'object', additionalProperties: false, required: ['iv', 'ct', 'mac'], properties: { iv: hexField(16, 16), ct: hexField(16, 8192), mac: hexField(16, 64) } } }, ['claim']) },
+      { schema: body({ claim: ENVELOPE_SCHEMA }, ['claim']) },
       async (req) =>
         run(async () => {
           requireAdmin(req);
