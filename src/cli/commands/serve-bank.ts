@@ -2,13 +2,13 @@
 // (860) with seeded demo accounts. Runs until SIGINT/SIGTERM, then closes cleanly (in-flight requests finish,
 // the hold sweep stops, the store closes).
 
-import { closeOnSignals, listen } from '../../server/app.ts';
+import { listen } from '../../server/app.ts';
 import { createBankApp } from '../../server/bank/app.ts';
 import { loadBankConfig } from '../../server/bank/config.ts';
 import { BankService } from '../../server/bank/service.ts';
 import { SqliteBankStore } from '../../server/bank/store.ts';
-import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
-import { serveOptions } from './serve-load.ts';
+import { parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
+import { listenUntilSignal, serveOptions } from './serve-common.ts';
 
 export const serveBankCommand: CliCommand = {
   name: 'serve bank',
@@ -49,23 +49,14 @@ export const serveBankCommand: CliCommand = {
     });
     refusePositionals(positionals, 'see purselab serve bank --help');
     const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/bank/demo-bank.json');
-    const { port, level } = serveOptions(values, 8400);
+    const { port, logLevel } = serveOptions(values, 8400);
     const config = loadBankConfig(file);
     const host = values.host ?? '127.0.0.1';
     const store = new SqliteBankStore(values.db ?? 'bank.db');
     const service = new BankService({ store, config, ...(values['load-server'] ? { loadServer: values['load-server'] } : {}) });
     await service.seed();
-    const app = createBankApp({ service, sweepIntervalSeconds: config.sweepIntervalSeconds, logLevel: level === 'silent' ? false : level, logStream: process.stderr });
-    let url: string;
-    try {
-      url = await listen(app, host, port);
-    } catch (e) {
-      await store.close();
-      throw new UsageError(`cannot listen on ${host}:${port}: ${(e as Error).message}`);
-    }
-    closeOnSignals(app, async () => {
-      await store.close();
-    }, io);
+    const app = createBankApp({ service, sweepIntervalSeconds: config.sweepIntervalSeconds, logLevel, logStream: process.stderr });
+    const url = await listenUntilSignal(app, { host, port }, () => listen(app, host, port), () => store.close(), io);
     io.out(`  bank ${config.bankId}: ${config.accounts.length} account(s), float ${config.floatAccount.accountId}; load server ${service.loadServer}; store ${values.db ?? 'bank.db'}`);
     io.out(`bank server listening on ${url}`);
     await new Promise<never>(() => undefined);

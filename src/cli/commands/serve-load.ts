@@ -4,21 +4,11 @@
 
 import { HSM_SPEC_ENV, parseHsmSpec } from '../../../hsm-bridge/config.ts';
 import { relaunchWithLegacyOpenSsl } from '../../../hsm-bridge/pkcs11/relaunch.ts';
-import { closeOnSignals, listen } from '../../server/app.ts';
+import { listen } from '../../server/app.ts';
 import { loadLoadConfig } from '../../server/load/config.ts';
 import { createLoadServer, crashPointFromEnv } from '../../server/load/server.ts';
 import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
-
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-/** --port N (0 = any free port) and --log-level, shared by serve bank and serve load. */
-export function serveOptions(values: { port?: string | undefined; 'log-level'?: string | undefined }, defaultPort: number): { port: number; level: string } {
-  const port = values.port === undefined ? defaultPort : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got '${values.port}'`);
-  const level = values['log-level'] ?? 'info';
-  if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}, got '${level}'`);
-  return { port, level };
-}
+import { listenUntilSignal, serveOptions } from './serve-common.ts';
 
 export const serveLoadCommand: CliCommand = {
   name: 'serve load',
@@ -67,20 +57,11 @@ export const serveLoadCommand: CliCommand = {
       const relaunched = relaunchWithLegacyOpenSsl();
       if (relaunched) return relaunched;
     }
-    const { port, level } = serveOptions(values, 8410);
+    const { port, logLevel } = serveOptions(values, 8410);
     const config = loadLoadConfig(file);
     const host = values.host ?? '127.0.0.1';
-    const server = await createLoadServer({ config, dbPath: values.db ?? 'load.db', hsm, logLevel: level === 'silent' ? false : level, logStream: process.stderr, crashAt: crashPointFromEnv() });
-    let url: string;
-    try {
-      url = await listen(server.app, host, port);
-    } catch (e) {
-      await server.close();
-      throw new UsageError(`cannot listen on ${host}:${port}: ${(e as Error).message}`);
-    }
-    closeOnSignals(server.app, async () => {
-      await server.close();
-    }, io);
+    const server = await createLoadServer({ config, dbPath: values.db ?? 'load.db', hsm, logLevel, logStream: process.stderr, crashAt: crashPointFromEnv() });
+    const url = await listenUntilSignal(server.app, { host, port }, () => listen(server.app, host, port), () => server.close(), io);
     io.out(`  issuer ${config.issuerId}, HSM: ${server.hsmDescription}; bank(s): ${[...config.banks.keys()].join(', ')}; store ${values.db ?? 'load.db'}`);
     io.out(`load server listening on ${url}`);
     await new Promise<never>(() => undefined);

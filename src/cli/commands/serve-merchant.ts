@@ -4,8 +4,8 @@
 
 import { loadMerchantConfig, parseBaseUrl } from '../../server/merchant/config.ts';
 import { createMerchantServer } from '../../server/merchant/server.ts';
-import { closeOnSignals } from '../../server/app.ts';
-import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
+import { parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
+import { listenUntilSignal, serveOptions } from './serve-common.ts';
 
 export const serveMerchantCommand: CliCommand = {
   name: 'serve merchant',
@@ -51,10 +51,7 @@ export const serveMerchantCommand: CliCommand = {
     });
     refusePositionals(positionals, 'see purselab serve merchant --help');
     const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/merchant/merchant.json');
-    const port = values.port === undefined ? 8403 : Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got '${values.port}'`);
-    const level = values['log-level'] ?? 'info';
-    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be fatal, error, warn, info, debug, trace or silent, got '${level}'`);
+    const { port, logLevel } = serveOptions(values, 8403);
     let config = loadMerchantConfig(file);
     if (values['payment-server'] !== undefined) {
       config = { ...config, paymentServer: parseBaseUrl(values['payment-server'], 'serve merchant', '--payment-server') };
@@ -63,17 +60,11 @@ export const serveMerchantCommand: CliCommand = {
     const server = await createMerchantServer({
       config,
       dbPath: values.db ?? ':memory:',
-      logLevel: level === 'silent' ? false : level,
+      logLevel,
       logStream: process.stderr,
     });
-    let url: string;
-    try {
-      url = await server.listen(values.host ?? '127.0.0.1', port);
-    } catch (e) {
-      await server.close();
-      throw new UsageError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${(e as Error).message}`);
-    }
-    closeOnSignals(server.app, () => server.store.close(), io);
+    const host = values.host ?? '127.0.0.1';
+    const url = await listenUntilSignal(server.app, { host, port }, () => server.listen(host, port), () => server.store.close(), io);
     io.out(`serve merchant: listening on ${url}`);
     io.out(`  merchant ${config.merchantId} (${config.name}), variant ${config.variant}${config.encrypted ? ' + FIG. 9 encryption' : ''}, payment server ${config.paymentServer}${config.opalServer ? `, OPAL ${config.opalServer}` : ''}`);
     io.out(`  ${config.catalogue.length} items, ${config.benefits.length} benefits; orders in ${values.db ?? 'memory (lost on exit: --db PATH keeps them)'}`);

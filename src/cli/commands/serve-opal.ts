@@ -7,8 +7,8 @@ import { relaunchWithLegacyOpenSsl } from '../../../hsm-bridge/pkcs11/relaunch.t
 import { loadOpalConfig } from '../../opal/config.ts';
 import { opalCrashPointFromEnv, OPAL_CRASH_ENV } from '../../opal/crash.ts';
 import { createOpalServer } from '../../opal/server.ts';
-import { closeOnSignals } from '../../server/app.ts';
 import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
+import { listenUntilSignal, serveOptions } from './serve-common.ts';
 
 export const serveOpalCommand: CliCommand = {
   name: 'serve opal',
@@ -54,10 +54,7 @@ export const serveOpalCommand: CliCommand = {
     const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/opal/opal.json');
     const spec = values.hsm ?? process.env[HSM_SPEC_ENV];
     if (!spec) throw new UsageError(`--hsm SPEC is required (or set ${HSM_SPEC_ENV}), e.g. software:opal-hsm.store`);
-    const port = values.port === undefined ? 8405 : Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got '${values.port}'`);
-    const level = values['log-level'] ?? 'info';
-    if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) throw new UsageError(`--log-level must be fatal, error, warn, info, debug, trace or silent, got '${level}'`);
+    const { port, logLevel } = serveOptions(values, 8405);
     const hsmConfig = parseHsmSpec(spec);
     if (hsmConfig.backend === 'pkcs11') {
       const relaunched = relaunchWithLegacyOpenSsl();
@@ -70,21 +67,14 @@ export const serveOpalCommand: CliCommand = {
     const dbPath = values.db ?? 'opal.db';
     let server;
     try {
-      server = await createOpalServer({ config, hsm, dbPath, logLevel: level === 'silent' ? false : level, logStream: process.stderr, crashAt: opalCrashPointFromEnv() });
+      server = await createOpalServer({ config, hsm, dbPath, logLevel, logStream: process.stderr, crashAt: opalCrashPointFromEnv() });
     } catch (e) {
       await hsm.close();
       throw e;
     }
-    let url: string;
-    try {
-      url = await server.listen(values.host ?? '127.0.0.1', port);
-    } catch (e) {
-      await server.close();
-      await hsm.close();
-      throw new UsageError(`cannot listen on ${values.host ?? '127.0.0.1'}:${port}: ${(e as Error).message}`);
-    }
     const opal = server;
-    closeOnSignals(opal.app, async () => {
+    const host = values.host ?? '127.0.0.1';
+    const url = await listenUntilSignal(opal.app, { host, port }, () => opal.listen(host, port), async () => {
       await opal.close();
       await hsm.close();
     }, io);

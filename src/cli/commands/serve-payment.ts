@@ -2,12 +2,11 @@
 // (206) with its pool of PSAMs. Runs until SIGINT/SIGTERM, then closes cleanly (in-flight requests finish, PSAM
 // channels close, emu: images are saved, the store closes).
 
-import { closeOnSignals, listen } from '../../server/app.ts';
+import { listen } from '../../server/app.ts';
 import { loadPaymentConfig } from '../../server/payment/config.ts';
 import { createPaymentServer, crashPointFromEnv } from '../../server/payment/server.ts';
-import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
-
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+import { parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
+import { listenUntilSignal, serveOptions } from './serve-common.ts';
 
 export const servePaymentCommand: CliCommand = {
   name: 'serve payment',
@@ -50,30 +49,18 @@ export const servePaymentCommand: CliCommand = {
     });
     refusePositionals(positionals, 'see purselab serve payment --help');
     const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/payment/payment-server.json');
-    const port = values.port === undefined ? 8402 : Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got '${values.port}'`);
-    const level = values['log-level'] ?? 'info';
-    if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}, got '${level}'`);
+    const { port, logLevel } = serveOptions(values, 8402);
     const config = loadPaymentConfig(file);
     const host = values.host ?? '127.0.0.1';
     io.out(`serve payment: opening ${config.psams.length} PSAM(s) ...`);
     const server = await createPaymentServer({
       config,
       ...(values.db ? { dbPath: values.db } : {}),
-      logLevel: level === 'silent' ? false : level,
+      logLevel,
       logStream: process.stderr,
       crashAt: crashPointFromEnv(),
     });
-    let url: string;
-    try {
-      url = await listen(server.app, host, port);
-    } catch (e) {
-      await server.close();
-      throw new UsageError(`cannot listen on ${host}:${port}: ${(e as Error).message}`);
-    }
-    closeOnSignals(server.app, async () => {
-      await server.close();
-    }, io);
+    const url = await listenUntilSignal(server.app, { host, port }, () => listen(server.app, host, port), () => server.close(), io);
     for (const p of server.pool.health()) io.out(`  ${p.id} ${p.reader}: ${p.inService ? `PSAM ${p.psamId}` : `OUT OF SERVICE (${p.lastError})`}`);
     io.out(`  ${config.merchants.size} merchant(s): ${[...config.merchants.values()].map((m) => `${m.id} ${m.variant}${m.encrypted ? '+FIG.9' : ''}`).join(', ')}; store ${server.dbPath}`);
     io.out(`payment server listening on ${url}`);
