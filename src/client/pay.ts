@@ -40,7 +40,7 @@ import { RemoteError, requestJson } from '../server/http-client.ts';
 import { maskCardId, showAmount } from '../terminal/amount.ts';
 import { CardStatusError } from '../terminal/errors.ts';
 import { dateTimeOf, refusalText } from '../terminal/purchase.ts';
-import { debitCard, initializeForPurchase, selectPurse, verifyPin } from '../terminal/purse.ts';
+import { debitCard, initializeForPurchase } from '../terminal/purse.ts';
 import type { CardChannel } from '../transport/channel.ts';
 import { loadPaymentPage } from './page.ts';
 
@@ -171,11 +171,7 @@ export async function payAtMerchant(pageUrlOrPage: string | PaymentPage, card: C
   let startup: StartupData;
   let raw: Buffer;
   try {
-    if (options.pin !== undefined) {
-      await selectPurse(card);
-      await verifyPin(card, options.pin);
-    }
-    ({ startup, raw } = await initializeForPurchase(card, { purse: order.kind === 'points' ? 'points' : 'money', select: options.pin === undefined }));
+    ({ startup, raw } = await initializeForPurchase(card, { purse: order.kind === 'points' ? 'points' : 'money', pin: options.pin }));
   } catch (e) {
     throw new ClientPaymentError('CARD_NOT_READY', 'card', 'no', `the card could not start the payment: ${(e as Error).message}; nothing was debited`, undefined, { cause: e });
   }

@@ -20,7 +20,7 @@ import type { CardChannel } from '../transport/channel.ts';
 import { showAmount } from './amount.ts';
 import { CardStatusError } from './errors.ts';
 import { psamInitializePurchase, psamVerifyS3, readBatch, selectPsam } from './psam.ts';
-import { debitCard, initializeForPurchase, readPurse, selectPurse, verifyPin, type PurseKind } from './purse.ts';
+import { debitCard, initializeForPurchase, readPurse, type PurseKind } from './purse.ts';
 
 export type PurchaseVariant = 'standard' | 'early-release';
 export type PurchaseKind = 'purchase' | 'authentication' | 'points';
@@ -185,11 +185,7 @@ export async function purchase(card: CardChannel, psam: CardChannel, options: Pu
   let startup: StartupData;
   let raw: Buffer;
   try {
-    if (options.pin !== undefined) {
-      await selectPurse(card);
-      await verifyPin(card, options.pin);
-    }
-    ({ startup, raw } = await initializeForPurchase(card, { purse, select: options.pin === undefined }));
+    ({ startup, raw } = await initializeForPurchase(card, { purse, pin: options.pin }));
   } catch (e) {
     throw new PurchaseError('refused', 'card-init', `the card could not start the purchase: ${(e as Error).message}; nothing was debited`, {
       sw: e instanceof CardStatusError ? e.sw : undefined,

@@ -60,8 +60,12 @@ export interface StartupInfo {
 }
 
 /** INITIALIZE FOR PURCHASE: the start-up data (opens the card's purchase session). */
-export async function initializeForPurchase(card: CardChannel, options: { purse?: PurseKind; select?: boolean } = {}): Promise<StartupInfo> {
-  if (options.select !== false) await selectPurse(card);
+export async function initializeForPurchase(card: CardChannel, options: { purse?: PurseKind; select?: boolean; pin?: string | undefined } = {}): Promise<StartupInfo> {
+  if (options.pin !== undefined) {
+    // SELECT, VERIFY, then INITIALIZE FOR PURCHASE in the same selection (a VERIFY after it would end the session)
+    await selectPurse(card);
+    await verifyPin(card, options.pin);
+  } else if (options.select !== false) await selectPurse(card);
   const raw = await exchange(card, 'card', 'INITIALIZE FOR PURCHASE', apdu(CLA_PROPRIETARY, IepIns.INITIALIZE_FOR_PURCHASE, p1Of(options.purse ?? 'money'), 0, undefined, 256));
   return { startup: decodeResponse('card', 'INITIALIZE FOR PURCHASE', raw, decodeStartupData), raw: Buffer.from(raw) };
 }
