@@ -10,30 +10,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
 import { PSAM_MAX_CAPACITY } from '../../../card-applet-sim/applets/psam/psam-applet.ts';
-import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { createServerApp, listen } from '../../server/app.ts';
-import { httpRequest } from '../../server/http-client.ts';
-import { buy, type DriverMerchant, type Post, type Posted } from '../../server/payment/driver.ts';
-import { EmulatorChannel } from '../../transport/emulator-channel.ts';
+import { poster, startCardholders } from './payment-cardholders.ts';
 import { startBenchServer, startBenchServerInWorker, type BenchMerchantSpec, type BenchServerSpec } from './payment-server-worker.ts';
 import { fmt, runConcurrently, summarize } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 1_000;
 const TARGET_P99_MS = 50;
-const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const KEY = '0123456789ABCDEFFEDCBA9876543210';
-
-/** JSON POST through the shared keep-alive client (src/server/http-client.ts): status and parsed body, any status. */
-function poster(base: string): Post {
-  return async (path, body) => {
-    const r = await httpRequest(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: r.status, body: JSON.parse(r.text) as Posted['body'] };
-  };
-}
 
 /** A measured case: one merchant (variant, FIG. 9 or not) of the bench server. */
 interface BenchCase {
@@ -69,7 +55,6 @@ export const paymentBench: BenchSuite = {
     const total = Math.max(200, Math.round(4000 * ctx.scale));
     const perVariant = Math.max(100, Math.round(total / 4));
     const cases = process.env.PURSELAB_BENCH_VARIANTS === 'standard' ? CASES.slice(0, 1) : CASES;
-    const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
     const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-payment-'));
 
     // The floor: a bare fastify JSON echo, same client, same concurrency, two round trips per "purchase".
@@ -86,36 +71,31 @@ export const paymentBench: BenchSuite = {
     const floorCpuMs = (cpuMs() - floorCpu0) / total;
     await echo.close();
 
-    // The payment server, on its own thread (PURSELAB_BENCH_SAME_THREAD=1: in this thread).
-    const cardProfile = { ...loadPurseProfile(root('fixtures/profiles/demo-3des.json')), maxBalance: 0xfffffff0 };
-    const cards = Array.from({ length: concurrency }, (_, i) => new EmulatorChannel(issuePurseCard(cardProfile, keys, { balance: 0x7fffffff, purseNumber: String(1000 + i).padStart(10, '0') }).card));
+    // The payment server, on its own thread (PURSELAB_BENCH_SAME_THREAD=1: in this thread); the cardholders in
+    // PURSELAB_BENCH_CLIENT_THREADS worker threads (0: in this thread).
     const sameThread = process.env.PURSELAB_BENCH_SAME_THREAD === '1';
+    const clientThreads = Number(process.env.PURSELAB_BENCH_CLIENT_THREADS ?? 0);
     const spec: BenchServerSpec = { psamCount, capacity: PSAM_MAX_CAPACITY, dir, key: KEY, merchants: cases.map((c) => c.merchant) };
     const server = sameThread ? await startBenchServer(spec) : await startBenchServerInWorker(spec);
+    const holders = await startCardholders(server.url, KEY, concurrency, clientThreads);
     let failures = 0;
     let firstFailure = '';
     try {
-      const post = poster(server.url);
       const measure = async (c: BenchCase, count: number) => {
-        const merchant: DriverMerchant = { id: c.merchant.id, sharedKey: Buffer.from(KEY, 'hex'), encrypted: c.merchant.encrypted };
-        const one = async (w: number) => {
-          const r = await buy(post, merchant, cards[w]!, { amount: 1 });
-          if (r.result?.body?.status !== 'approved') {
-            failures++;
-            firstFailure ||= JSON.stringify(r.result?.body ?? r.draw.body).slice(0, 200);
-          }
-        };
-        await runConcurrently(Math.min(400, count), concurrency, one); // warm-up
+        await holders.run(c.merchant, Math.min(400, count)); // warm-up
         const cpu0 = cpuMs();
         const u0 = await server.usage();
-        const run = await runConcurrently(count, concurrency, one);
+        const run = await holders.run(c.merchant, count);
         const u1 = await server.usage();
+        failures += run.failures;
+        firstFailure ||= run.firstFailure;
+        const done = run.samples.length;
         const lat = summarize(run.samples);
         return {
-          perSec: (count * 1000) / run.elapsedMs,
+          perSec: (done * 1000) / run.elapsedMs,
           lat,
-          cpuMsPer: (cpuMs() - cpu0) / count,
-          serverCpuMsPer: sameThread ? NaN : (u1.cpuMs - u0.cpuMs) / count,
+          cpuMsPer: (cpuMs() - cpu0) / done,
+          serverCpuMsPer: sameThread ? NaN : (u1.cpuMs - u0.cpuMs) / done,
           waitedShare: (u1.waited - u0.waited) / Math.max(1, u1.acquires - u0.acquires),
           meanWaitMs: (u1.waitMs - u0.waitMs) / Math.max(1, u1.waited - u0.waited),
         };
@@ -161,6 +141,7 @@ export const paymentBench: BenchSuite = {
       }
       return figures;
     } finally {
+      await holders.stop();
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
     }

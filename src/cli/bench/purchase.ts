@@ -4,12 +4,7 @@
 // emulated cards' transmit) against the transport floor (the same APDUs answered by do-nothing stand-ins),
 // measured in alternation with the purchases.
 
-import { fileURLToPath } from 'node:url';
-import { issuePsamCard, loadPsamProfile } from '../../../card-applet-sim/applets/psam/issuing.ts';
-import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/applets/purse/issuing.ts';
-import { loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
-import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
-import { VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
+import type { IssuerKeySet } from '../../crypto/key-set.ts';
 import { psamAdminMac, derivePsamKey } from '../../crypto/purse-mac.ts';
 import { closeBatch, purgeBatch, readPsamData } from '../../terminal/psam.ts';
 import { purchase } from '../../terminal/purchase.ts';
@@ -17,26 +12,13 @@ import { runLoad } from '../../terminal/load.ts';
 import { softwareIssuer } from '../commands/hsm-init.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
+import { benchKeys, benchWorld, startBenchCards } from './purchase-cards.ts';
 import { fmt, rate, summarize } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
 const TARGET_PURCHASES_PER_SEC = 5_000;
 const TARGET_EMULATOR_SHARE = 0.1;
-const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const AT = { date: '20260115', time: '143005', location: 'BENCH001' };
-
-function keys(): IssuerKeySet {
-  return loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
-}
-
-/** A purse card with room for many purchases and loads, and a PSAM with the largest batch. */
-function world(k: IssuerKeySet, suite: '3des' | 'aes') {
-  const profile = { ...loadPurseProfile(root(`fixtures/profiles/demo-${suite}.json`)), maxBalance: 0xfffffff0 };
-  const { card } = issuePurseCard(profile, k, { balance: 0x7fffffff, card: { serial: Buffer.alloc(8, 0x42) } });
-  const psamProfile = { ...loadPsamProfile(root('fixtures/profiles/psam-3des.json')), capacity: 4096 };
-  const { card: psam } = issuePsamCard(psamProfile, k, { card: { serial: Buffer.alloc(8, 0x50) } });
-  return { card, psam, psamId: psamProfile.psamId };
-}
 
 /** When the PSAM batch has no room for `room` more records: close it and purge it (the concentration point's acknowledgement). */
 async function keepBatchOpen(psam: CardChannel, adminKey: Buffer, room = 2000): Promise<void> {
@@ -50,7 +32,7 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
   const n = Math.max(500, Math.round(20_000 * ctx.scale));
   const out: Record<string, number> = {};
   for (const suite of ['3des', 'aes'] as const) {
-    const w = world(k, suite);
+    const w = benchWorld(k, suite);
     const card = openEmulatorChannel(w.card);
     const psam = openEmulatorChannel(w.psam);
     const adminKey = derivePsamKey(k.masterKeys.find((m) => m.usage === 'admin' && m.alg === 1)!.key, w.psamId, 1);
@@ -117,69 +99,6 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
 // ---------------------------------------------------------------------------------------------
 // Through pcscd + vpcd
 
-/**
- * What vpcd talks to in the bench: the emulated card, timed, or (in floor mode) a do-nothing stand-in that
- * answers each command at once with zero bytes of the length the card answered the same command with.
- * Switching modes keeps the reader, the card's ATR and the pcscd connection, so the purchases and the floor
- * can be measured in alternation, under the same momentary load.
- *
- * The timer covers SimulatedCard.transmit and nothing else: the card OS (APDU parsing, dispatch, response
- * shaping, transactions) and the applet with its crypto. vpcd framing, socket I/O, pcscd and the host run
- * outside it.
- */
-class BenchCard implements VpcdCard {
-  ns = 0n;
-  apdus = 0;
-  floorMode = false;
-  /** Set while recording: the commands sent to the cards and the lengths of their answers. */
-  recording: Recorded[] | undefined;
-  private readonly stand: Map<number, Buffer> = new Map();
-  constructor(
-    readonly card: SimulatedCard,
-    readonly who: 0 | 1,
-  ) {}
-  get atr() {
-    return this.card.atr;
-  }
-  powerOn() {
-    return this.card.powerOn();
-  }
-  powerOff() {
-    this.card.powerOff();
-  }
-  reset() {
-    return this.card.reset();
-  }
-  transmit(apdu: Buffer): Buffer {
-    if (this.floorMode) return this.standIn(apdu);
-    const t0 = process.hrtime.bigint();
-    const r = this.card.transmit(apdu);
-    this.ns += process.hrtime.bigint() - t0;
-    this.apdus++;
-    this.recording?.push({ who: this.who, cmd: Buffer.from(apdu), rspLength: r.length });
-    return r;
-  }
-  /** A prepared answer of the recorded length for this command (index carried in the command's P2, see floorSequence). */
-  private standIn(apdu: Buffer): Buffer {
-    return this.stand.get(apdu.length > 3 ? apdu[3]! : 0) ?? SW_OK;
-  }
-  prepareStandIns(lengths: readonly number[]): void {
-    lengths.forEach((n, i) => {
-      const b = Buffer.alloc(Math.max(2, n));
-      b[b.length - 2] = 0x90;
-      this.stand.set(i, b);
-    });
-  }
-}
-
-const SW_OK = Buffer.from([0x90, 0x00]);
-
-interface Recorded {
-  who: 0 | 1;
-  cmd: Buffer;
-  rspLength: number;
-}
-
 async function waitCard(pcsc: typeof import('../../transport/pcsc.ts'), reader: string, present: boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -190,30 +109,11 @@ async function waitCard(pcsc: typeof import('../../transport/pcsc.ts'), reader: 
   }
 }
 
-async function plug(pcsc: typeof import('../../transport/pcsc.ts'), slots: { reader: string; port: number }[], cards: VpcdCard[]): Promise<VpcdConnector[]> {
-  const cons = slots.map((s, i) => new VpcdConnector({ host: '127.0.0.1', port: s.port, card: cards[i]!, log: () => undefined }).start());
-  for (const s of slots) await waitCard(pcsc, s.reader, true);
-  return cons;
-}
-
-async function unplug(pcsc: typeof import('../../transport/pcsc.ts'), slots: { reader: string; port: number }[], cons: VpcdConnector[]): Promise<void> {
-  await Promise.all(cons.map((c) => c.stop()));
-  for (const s of slots) await waitCard(pcsc, s.reader, false).catch(() => undefined);
-}
-
-/**
- * The floor's commands: the purchase's own APDUs (same sizes, same order, same readers), with P2 replaced
- * by the command's index on its card so the stand-in knows which answer length to give.
- */
-function floorSequence(rec: readonly Recorded[]): { seq: [0 | 1, Buffer][]; lengths: [number[], number[]] } {
-  const lengths: [number[], number[]] = [[], []];
-  const seq = rec.map(({ who, cmd, rspLength }) => {
-    const c = Buffer.from(cmd);
-    c[3] = lengths[who].length;
-    lengths[who].push(rspLength);
-    return [who, c] as [0 | 1, Buffer];
-  });
-  return { seq, lengths };
+/** Where the emulated cards run over pcscd: PURSELAB_BENCH_CARDS_THREAD=main (default: the bench's own thread) or worker (a thread of their own, as `purselab emulate` is a process of its own). */
+function benchCardsThread(): 'worker' | 'main' {
+  const v = process.env.PURSELAB_BENCH_CARDS_THREAD ?? 'main';
+  if (v !== 'worker' && v !== 'main') throw new Error(`PURSELAB_BENCH_CARDS_THREAD must be worker or main, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 interface PcscSuiteResult {
@@ -243,61 +143,58 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
   if (free.length < 2) return { pcscSkipped: `need 2 free vpcd readers${process.env.PURSELAB_RIG_SLOTS ? ` among PURSELAB_RIG_SLOTS=${process.env.PURSELAB_RIG_SLOTS}` : ''}, found ${free.length} (readers: ${readers.map((r) => r.name).join(', ') || 'none'}; start the rig: bash .ci/rig-up.sh)` };
   const quickack = await vpcd.quickackRouteActive().catch(() => undefined);
 
+  const thread = benchCardsThread();
   const n = Math.max(20, Math.round(300 * ctx.scale));
   const perSuite: Record<string, PcscSuiteResult> = {};
   for (const suite of ['3des', 'aes'] as const) {
-    const w = world(k, suite);
-    const cards = [new BenchCard(w.card, 0), new BenchCard(w.psam, 1)] as const;
-    const cons = await plug(pcsc, free, [...cards]);
+    const cards = await startBenchCards(suite, free, thread);
     try {
+      for (const s of free) await waitCard(pcsc, s.reader, true);
       const card = await pcsc.openPcscChannel(free[0]!.reader);
       const psam = await pcsc.openPcscChannel(free[1]!.reader);
       const chans = [card, psam] as const;
       try {
         for (let i = 0; i < Math.min(10, n); i++) await purchase(card, psam, { amount: 1, ...AT });
         // Record one purchase's APDUs (both cards, in order) to build the floor from.
-        const rec: Recorded[] = [];
-        cards.forEach((c) => (c.recording = rec));
+        await cards.startRecording();
         await purchase(card, psam, { amount: 1, ...AT });
-        cards.forEach((c) => (c.recording = undefined));
-        const { seq, lengths } = floorSequence(rec);
-        cards.forEach((c, i) => c.prepareStandIns(lengths[i]!));
+        const seq = await cards.stopRecording();
 
         const floorOnce = async () => {
           for (const [who, cmd] of seq) await chans[who].transmitRaw(cmd);
         };
-        const setFloor = (on: boolean) => cards.forEach((c) => (c.floorMode = on));
-        setFloor(true);
+        cards.setFloor(true);
         for (let i = 0; i < Math.min(10, n); i++) await floorOnce();
-        setFloor(false);
+        cards.setFloor(false);
 
         const lat: number[] = [];
         const floor: number[] = [];
         const emu: number[] = [];
-        const a0 = cards[0].apdus + cards[1].apdus;
+        const a0 = cards.apdus();
         const timeFloor = async () => {
-          setFloor(true);
+          cards.setFloor(true);
           const t0 = process.hrtime.bigint();
           await floorOnce();
           floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
-          setFloor(false);
+          cards.setFloor(false);
         };
         for (let i = 0; i < n; i++) {
           if (i % 2 === 1) await timeFloor(); // alternate which comes first
-          const ns0 = cards[0].ns + cards[1].ns;
+          const ns0 = cards.ns();
           const t0 = process.hrtime.bigint();
           await purchase(card, psam, { amount: 1, ...AT });
           lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-          emu.push(Number(cards[0].ns + cards[1].ns - ns0) / 1e6);
+          emu.push(Number(cards.ns() - ns0) / 1e6);
           if (i % 2 === 0) await timeFloor();
         }
-        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards[0].apdus + cards[1].apdus - a0) / n };
+        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards.apdus() - a0) / n };
       } finally {
         await card.close();
         await psam.close();
       }
     } finally {
-      await unplug(pcsc, free, cons);
+      await cards.unplug();
+      for (const s of free) await waitCard(pcsc, s.reader, false).catch(() => undefined);
     }
   }
 
@@ -340,7 +237,7 @@ export const purchaseBench: BenchSuite = {
   name: 'purchase',
   summary: 'purchases/s and loads/s in-process (card + PSAM + issuer HSM crypto), per-purchase latency over pcscd',
   async run(ctx) {
-    const k = keys();
+    const k = benchKeys();
     const inproc = await inProcess(ctx, k);
     const ok = (inproc.purchasesPerSec_3des ?? 0) >= TARGET_PURCHASES_PER_SEC;
     if (!ctx.json) {
