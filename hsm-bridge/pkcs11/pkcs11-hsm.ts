@@ -79,7 +79,7 @@ import {
 } from './binding.ts';
 import { SessionPool } from './session-pool.ts';
 import type { SessionProcesses } from './session-processes.ts';
-import type { ServedMethod } from './session-protocol.ts';
+import { METHOD_INDEX } from './session-protocol.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -393,7 +393,9 @@ export class Pkcs11Hsm implements Hsm {
       const n = this.options.processes ?? 0;
       if (n > 0 && this.calls === 'auto') {
         const { SessionProcesses } = await import('./session-processes.ts');
-        this.procs = new SessionProcesses({ ...this.options, pin: this.pin(), pinEnv: undefined, processes: 0, calls: 'sync' }, n);
+        this.procs = new SessionProcesses({ ...this.options, pin: this.pin(), pinEnv: undefined, processes: 0, calls: 'sync' }, n, (method, label, version, cardId, alg, data, mac) =>
+          this.serve(method, label, version, cardId, alg, data, mac),
+        );
         await this.procs.start();
       }
     } catch (e) {
@@ -403,20 +405,32 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   /**
-   * With session processes: the operation's whole call handed to one when it does not have the token to itself
-   * (undefined: run it here). Counted as in flight meanwhile, so the operations after it see the concurrency.
+   * With session processes: whether an operation on a derived card key goes to one (it does not have the
+   * token to itself: another operation is in flight here or in a process, one finished synchronously in this
+   * same synchronous run, or callers wait for a session).
    */
-  private offProcess<T>(method: ServedMethod, spec: ResolvedSpec, args: unknown[]): Promise<T> | undefined {
-    const procs = this.procs;
-    if (!procs || spec.kind !== 'derived' || !(this.active > 0 || this.burst || (this.pool?.stats.waiting ?? 0) > 0)) return undefined;
-    // a card key already derived here is a few microseconds of token work: cheaper than a trip to a process
-    const have = this.cacheMax > 0 ? this.derivedCache.get(this.derivedId(spec)) : undefined;
-    if (have && have.expires > Date.now()) return undefined;
-    this.active++;
+  private offProcess(procs: SessionProcesses, spec: ResolvedSpec): spec is ResolvedSpec & { kind: 'derived' } {
+    if (spec.kind !== 'derived' || !(this.active > 0 || this.burst || procs.inFlight > 0 || (this.pool?.stats.waiting ?? 0) > 0)) return false;
     this.counts.concurrent++;
-    return (procs.call(method, args, spec.cardId[7]!) as Promise<T>).finally(() => {
-      this.active--;
-    });
+    return true;
+  }
+
+  /** Session processes' calls and the IPC messages (batches) that carried them (undefined without processes). */
+  get sessionProcessStats(): { calls: number; batches: number; local: number } | undefined {
+    return this.procs?.stats;
+  }
+
+  /**
+   * A session process's entry (session-process.ts): a served method (session-protocol.ts METHOD_INDEX) on a
+   * derived card key, with arguments the parent has checked; the value, or a promise when the call could not
+   * run synchronously.
+   */
+  serve(method: number, label: string, version: number, cardId: Buffer, alg: MacAlgorithm | undefined, data: Buffer | undefined, mac: Buffer | undefined): unknown {
+    const spec: ResolvedSpec = { kind: 'derived', master: { label, version }, cardId };
+    if (method === METHOD_INDEX.macVerify) return this.verifyNow(spec, alg!, data!, mac!);
+    if (method === METHOD_INDEX.macGenerate) return this.generateNow(spec, alg!, data!);
+    if (method === METHOD_INDEX.keyCheckValue) return this.kcvNow(spec);
+    throw new HsmBadInputError(`session process: method ${String(method)} is not served`);
   }
 
   async close(): Promise<void> {
@@ -550,15 +564,9 @@ export class Pkcs11Hsm implements Hsm {
   keyCheckValue(key: KeySpec): Promise<Buffer> {
     return settle(() => {
       const spec = checkKeySpec(key);
-      if (this.procs) {
-        const off = this.offProcess<Buffer>('keyCheckValue', spec, [key]);
-        if (off) return off;
-      }
-      return this.withMaterial(spec, undefined, 'compute a check value', (s, ctx, m, k) => {
-        if (!k) return this.materialKcv(s, ctx, m);
-        if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
-        return Buffer.from(k.info.kcv, 'hex');
-      });
+      const procs = this.procs;
+      if (procs && this.offProcess(procs, spec)) return procs.call(METHOD_INDEX.keyCheckValue, spec.master.label, spec.master.version, spec.cardId, 0, 0, 0) as Promise<Buffer>;
+      return this.kcvNow(spec);
     });
   }
 
@@ -567,14 +575,9 @@ export class Pkcs11Hsm implements Hsm {
       const alg = checkMacAlgorithm(algorithm);
       const d = checkData(data);
       const spec = checkKeySpec(key);
-      if (this.procs) {
-        const off = this.offProcess<Buffer>('macGenerate', spec, [key, alg, d]);
-        if (off) return off;
-      }
-      return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
-        if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
-        return this.mac(s, ctx, m, alg, d);
-      });
+      const procs = this.procs;
+      if (procs && this.offProcess(procs, spec)) return procs.call(METHOD_INDEX.macGenerate, spec.master.label, spec.master.version, spec.cardId, alg, d, 0) as Promise<Buffer>;
+      return this.generateNow(spec, alg, d);
     });
   }
 
@@ -584,16 +587,33 @@ export class Pkcs11Hsm implements Hsm {
       const d = checkData(data);
       const expected = checkMacToVerify(alg, mac);
       const spec = checkKeySpec(key);
-      if (this.procs) {
-        const off = this.offProcess<boolean>('macVerify', spec, [key, alg, d, expected]);
-        if (off) return off;
-      }
-      return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
-        if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
-        const full = this.mac(s, ctx, m, alg, d);
-        // inline callbacks, not a named closure: tsx (esbuild keepNames) names those with a defineProperty per call
-        return full instanceof Promise ? full.then((f) => macEquals(f.subarray(0, expected.length), expected)) : macEquals(full.subarray(0, expected.length), expected);
-      });
+      const procs = this.procs;
+      if (procs && this.offProcess(procs, spec)) return procs.call(METHOD_INDEX.macVerify, spec.master.label, spec.master.version, spec.cardId, alg, d, expected) as Promise<boolean>;
+      return this.verifyNow(spec, alg, d, expected);
+    });
+  }
+
+  private kcvNow(spec: ResolvedSpec): Buffer | Promise<Buffer> {
+    return this.withMaterial(spec, undefined, 'compute a check value', (s, ctx, m, k) => {
+      if (!k) return this.materialKcv(s, ctx, m);
+      if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
+      return Buffer.from(k.info.kcv, 'hex');
+    });
+  }
+
+  private generateNow(spec: ResolvedSpec, alg: MacAlgorithm, d: Buffer): Buffer | Promise<Buffer> {
+    return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
+      if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
+      return this.mac(s, ctx, m, alg, d);
+    });
+  }
+
+  private verifyNow(spec: ResolvedSpec, alg: MacAlgorithm, d: Buffer, expected: Buffer): boolean | Promise<boolean> {
+    return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
+      if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
+      const full = this.mac(s, ctx, m, alg, d);
+      // inline callbacks, not a named closure: tsx (esbuild keepNames) names those with a defineProperty per call
+      return full instanceof Promise ? full.then((f) => macEquals(f.subarray(0, expected.length), expected)) : macEquals(full.subarray(0, expected.length), expected);
     });
   }
 
