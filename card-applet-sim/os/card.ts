@@ -8,7 +8,7 @@ import { buildAtr, parseAtr } from '../../src/apdu/atr.ts';
 import { fromHex, toHex } from '../../src/apdu/hex.ts';
 import type { ResponseApdu } from '../../src/apdu/response.ts';
 import { Applet, ApduContext, kBind, kClear, type CardProtocolName, type CardServices } from './applet.ts';
-import { CardOsError, IsoException, isValidStatusWord, PowerLostSignal, SW } from './iso.ts';
+import { CardOsError, IsoException, isValidStatusWord, SW } from './iso.ts';
 import { CardMemory } from './memory.ts';
 import { appletTypes, type AppletTypeRegistry } from './registry.ts';
 

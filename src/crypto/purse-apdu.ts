@@ -3,7 +3,7 @@
 // the host protocols (src/terminal). Specification: docs/purse-applet.md, docs/psam-applet.md.
 
 import { decodeLayout, encodeLayout, layout, type Layout, type LayoutValues } from './layout.ts';
-import { BATCH_RECORD_LAYOUT, TOTALS_ENTRY_LAYOUT, type BatchRecord, type TotalsEntry } from './purse-mac.ts';
+import { BATCH_RECORD_LAYOUT, TOTALS_ENTRY_LAYOUT, type TotalsEntry } from './purse-mac.ts';
 import { CryptoError } from './errors.ts';
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { PurselabError } from '../errors.ts';
+import { LruCache } from '../lru.ts';
 
 export const KEY_LENGTH = 16;
 
@@ -42,10 +43,20 @@ export function deriveTransactionKey(sharedKey: Uint8Array, partyId: string, txn
   return kdf(sharedKey, 'purselab-txn-key-v2', partyId, txnId);
 }
 
-/** A separate key for one purpose ('ENC', 'MAC') of a key. */
+// Sub-keys of recent keys, by key value and label: one transaction's key serves several messages of the same
+// party (a merchant MACs the order, then opens the result), and an HMAC key set-up costs more than the MAC.
+const recentSubKeys = new LruCache<string, Buffer>(2048);
+
+/** A separate key for one purpose ('ENC', 'MAC') of a key. Callers must not modify the returned Buffer. */
 export function subKey(key: Uint8Array, label: string): Buffer {
   checkKey(key, 'the key');
-  return kdf(key, 'purselab-subkey-v2', label);
+  const id = `${label}:${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex')}`;
+  let k = recentSubKeys.get(id);
+  if (!k) {
+    k = kdf(key, 'purselab-subkey-v2', label);
+    recentSubKeys.set(id, k);
+  }
+  return k;
 }
 
 /** A fresh transaction session key (16 random bytes). */

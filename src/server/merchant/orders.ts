@@ -3,7 +3,7 @@
 // with the FIG. 9 layer adds a fresh TSK and ETSK = TSK under the derived key. The page is rebuilt from the
 // stored order each time it is asked for, so it reads the same every time.
 
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../random-pool.ts';
 import { AUTH_CURRENCY } from '../../crypto/purse-mac.ts';
 import { MAX_AMOUNT } from '../../terminal/amount.ts';
 import { macOf } from '../../protocol/envelope.ts';
@@ -20,7 +20,7 @@ export interface OrderItemRequest {
 
 /** A fresh transaction id: 20 hex digits (80 random bits), unique per merchant. */
 export function newTxnId(): string {
-  return randomBytes(10).toString('hex').toUpperCase();
+  return randomHex(10).toUpperCase();
 }
 
 type NewOrder = Omit<StoredOrder, 'status' | 'declineReason'>;

@@ -5,7 +5,7 @@
 // src/client (payAtMerchant); this driver skips the merchant server so the payment server can be measured and
 // faulted on its own (forged S3, stop after the draw, ...).
 
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../random-pool.ts';
 import { encodeDebitResponse, type DebitResponse, type StartupData } from '../../crypto/purse-apdu.ts';
 import { AUTH_CURRENCY } from '../../crypto/purse-mac.ts';
 import { macOf, open, seal } from '../../protocol/envelope.ts';
@@ -49,7 +49,7 @@ export interface MerchantSide {
 export function merchantOrder(m: DriverMerchant, spec: OrderSpec = {}): MerchantSide {
   const kind = spec.kind ?? 'purchase';
   const now = spec.now ?? new Date();
-  const txnId = spec.txnId ?? `T${randomBytes(8).toString('hex')}`;
+  const txnId = spec.txnId ?? `T${randomHex(8)}`;
   const order: Order = {
     merchantId: m.id,
     txnId,

@@ -11,7 +11,8 @@
 // clearly fail what a crash, a lost PSAM or a reclaimed hold left behind. The store commits the writes of
 // concurrent payments together (group commit); each flow goes on only once its own write is committed.
 
-import { randomBytes, createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { randomHex } from '../../random-pool.ts';
 import { decodeDebitResponse, decodeStartupData, Sw, type DebitResponse, type StartupData } from '../../crypto/purse-apdu.ts';
 import { AUTH_CURRENCY, TxType } from '../../crypto/purse-mac.ts';
 import { PurselabError } from '../../errors.ts';
@@ -105,7 +106,7 @@ export function reasonForSw(sw: number): string {
  */
 function newPaymentId(): string {
   const secs = Math.floor(Date.now() / 1000) >>> 0;
-  return `pay_${secs.toString(16).padStart(8, '0')}${randomBytes(8).toString('hex')}`;
+  return `pay_${secs.toString(16).padStart(8, '0')}${randomHex(8)}`;
 }
 
 const hexU = (b: Uint8Array) => Buffer.from(b).toString('hex').toUpperCase();

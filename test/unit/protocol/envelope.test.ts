@@ -16,6 +16,11 @@ describe('canonical JSON', () => {
     expect(() => canonicalJson({ amount: 4.2 })).toThrow(/safe integers/);
     expect(() => canonicalJson({ f: () => 1 })).toThrow(/function/);
   });
+  it('names where the value that cannot be MACed is', () => {
+    expect(() => canonicalJson({ z: 1, a: [1, { b: 2, c: 1.5 }] })).toThrow(/^\$\.a\[1\]\.c: only safe integers/);
+    expect(() => canonicalJson([0, [1, undefined]])).toThrow(/^\$\[1\]\[1\]: a undefined cannot be MACed/);
+    expect(() => canonicalJson(2 ** 53)).toThrow(/^\$: only safe integers/);
+  });
 });
 
 describe('transaction keys', () => {
@@ -83,6 +88,13 @@ describe('envelopes', () => {
     expect(() => open(key, 'purselab/y', env)).toThrow(/not authentic \(MAC mismatch\)/);
     expect(() => open(deriveTransactionKey(SHARED, 'M001', 'T2'), 'purselab/x', env)).toThrow(MessageAuthError);
     expect(() => open(key, 'purselab/x', { iv: 'zz', ct: '', mac: '' })).toThrow(/malformed/);
+    // hex fields must be whole pairs of hex digits, all of them
+    for (const field of ['iv', 'ct', 'mac'] as const) {
+      for (const bad of [`${env[field]}0`, `${env[field].slice(0, -2)}zz`, `g${env[field].slice(1)}`, '', 42]) {
+        expect(() => open(key, 'purselab/x', { ...env, [field]: bad } as never)).toThrow(/malformed/);
+      }
+    }
+    expect(() => open(key, 'purselab/x', null as never)).toThrow(/malformed/);
   });
   it('MACs over canonical JSON: key order does not matter, any value change does', () => {
     const mac = macOf(key, 'purselab/order', payload);
