@@ -5,14 +5,12 @@
 //
 // It has one job, so it does it without an event loop in the way: it reads whatever frames of calls the
 // parent has written to fd 3 with a blocking read (asleep in the kernel until the parent writes), runs their
-// calls on its sessions, writing each call's result as soon as it has it (so the parent can issue that
-// caller's next call while this process works on the rest: it keeps work queued here and this process
-// busy), and reads again (session-protocol.ts). It leaves when the parent closes its end (end of file: the
+// calls on its sessions, writing results as it goes (see runCalls), and reads again (session-protocol.ts). It leaves when the parent closes its end (end of file: the
 // parent closed it, or died).
 
 import { readSync, writeSync } from 'node:fs';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from './pkcs11-hsm.ts';
-import { FRAME_CALLS, FRAME_OPEN, FRAME_RESULTS, FrameReader, FrameWriter, describeError, jsonFrame, readCall, readJson, writeResult } from './session-protocol.ts';
+import { FRAME_CALLS, FRAME_OPEN, FRAME_RESULTS, FrameReader, FrameWriter, describeError, jsonFrame, readCall, readJson, writeResult, type WireCall } from './session-protocol.ts';
 
 const FD = 3;
 
@@ -75,38 +73,59 @@ function writeFrame(b: Buffer): void {
   }
 }
 
+/** Results not written yet (one frame). */
 const out = new FrameWriter(FRAME_RESULTS);
+let unsent = 0;
 
-/** One call's result to the parent at once (not after the whole batch: the parent can issue that caller's next call meanwhile). */
-function answer(id: number, ok: boolean, value: unknown): void {
-  out.reset();
+function result(id: number, ok: boolean, value: unknown): void {
   writeResult(out, id, ok, value);
-  writeFrame(out.finish());
+  unsent++;
 }
 
-/** Run the calls of one frame; a promise when some did not finish synchronously. */
-function runCalls(hsm: Pkcs11Hsm, frame: Buffer): Promise<unknown> | undefined {
-  const r = new FrameReader(frame);
-  r.at = 1;
+function sendResults(): void {
+  if (!unsent) return;
+  writeFrame(out.finish());
+  out.reset();
+  unsent = 0;
+}
+
+/**
+ * Run the calls of the frames read. Results go out once those waiting are at least half the calls left to
+ * run (after the first third, then ...) and at the end: the parent can issue those callers' next calls while
+ * this process works on the rest, so new work arrives before this one runs out (measured: 4 callers kept
+ * this process 0.85 busy, against 0.75 when results went out after the first half), and the messages (each
+ * a write here and a read there, ~10 us each on a 2-vCPU VM when they wake the other side) stay few. A promise when some call did not finish
+ * synchronously (its arguments are views of inbuf: nothing more is read until it is done).
+ */
+function runCalls(hsm: Pkcs11Hsm, frames: Buffer[]): Promise<unknown> | undefined {
+  const calls: WireCall[] = [];
+  for (const f of frames) {
+    if (f[0] !== FRAME_CALLS) continue;
+    const r = new FrameReader(f);
+    r.at = 1;
+    while (!r.done) calls.push(readCall(r));
+  }
   let later: Promise<void>[] | undefined;
-  while (!r.done) {
-    const c = readCall(r);
+  for (let i = 0; i < calls.length; i++) {
+    const c = calls[i]!;
     try {
       const v = hsm.serve(c.method, c.label, c.version, c.cardId, c.alg, c.data, c.mac);
-      // (its arguments are views of inbuf: nothing more is read until it is done)
       if (v instanceof Promise) {
         (later ??= []).push(
           v.then(
-            (x) => answer(c.id, true, x),
-            (e: unknown) => answer(c.id, false, e),
+            (x) => result(c.id, true, x),
+            (e: unknown) => result(c.id, false, e),
           ),
         );
-      } else answer(c.id, true, v);
+      } else result(c.id, true, v);
     } catch (e) {
-      answer(c.id, false, e);
+      result(c.id, false, e);
     }
+    const left = calls.length - 1 - i;
+    if (left === 0 || unsent * 2 >= left) sendResults();
   }
-  return later && Promise.all(later);
+  if (!later) return undefined;
+  return Promise.all(later).then(sendResults);
 }
 
 async function serve(): Promise<void> {
@@ -133,11 +152,8 @@ async function serve(): Promise<void> {
   try {
     for (;;) {
       const got = completeFrames(0);
-      for (const f of got.frames) {
-        if (f[0] !== FRAME_CALLS) continue;
-        const later = runCalls(hsm, f);
-        if (later) await later;
-      }
+      const later = runCalls(hsm, got.frames);
+      if (later) await later;
       consumed(got.rest);
       if (!readMore()) return;
     }

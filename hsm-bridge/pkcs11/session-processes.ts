@@ -15,6 +15,7 @@
 // started again at the next turn with calls, and until one is ready again the calls run on the main thread.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -47,6 +48,8 @@ export type LocalRunner = (method: number, label: string, version: number, cardI
 interface SessionProcess {
   readonly child: ChildProcess;
   readonly wire: Socket;
+  /** The parent's end of the socket pair as a file descriptor (undefined where the platform hides it). */
+  readonly fd: number | undefined;
   /** Calls sent and not answered, by id. */
   readonly pending: Map<number, Pending>;
   /** The child has opened the token. */
@@ -164,10 +167,28 @@ export class SessionProcesses {
       }
       for (const [p, w] of frames) {
         this.counts.batches++;
-        p.wire.write(w.finish());
+        this.write(p, w.finish());
       }
     }
     this.runHere(q, 0);
+  }
+
+  /**
+   * Write a frame to a process: straight to the socket's file descriptor when it takes it all now (no stream
+   * write request per frame: measured ~5 us of the main thread each), else through the stream (which queues).
+   */
+  private write(p: SessionProcess, frame: Buffer): void {
+    const fd = p.fd;
+    if (fd !== undefined && p.wire.writableLength === 0) {
+      try {
+        const n = writeSync(fd, frame);
+        if (n === frame.length) return;
+        frame = frame.subarray(n);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return; // the socket is gone: the child's exit says so
+      }
+    }
+    p.wire.write(frame);
   }
 
   /** Run the queued call at q[i] on the main thread. */
@@ -214,7 +235,8 @@ export class SessionProcesses {
       opened = resolve;
       failed = reject;
     });
-    const p: SessionProcess = { child, wire, pending: new Map(), opened: false, dead: false, ready };
+    const fd = (wire as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const p: SessionProcess = { child, wire, fd: typeof fd === 'number' && fd >= 0 ? fd : undefined, pending: new Map(), opened: false, dead: false, ready };
     const frames = new FrameSplitter();
     wire.on('data', (chunk: Buffer) => {
       for (const f of frames.push(chunk)) {
