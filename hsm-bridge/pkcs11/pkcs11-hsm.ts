@@ -112,9 +112,11 @@ export interface Pkcs11HsmOptions {
   /**
    * Session processes (default 0: none): child Node processes with their own module instance, sessions and
    * login (hsm-bridge/pkcs11/session-processes.ts). With calls 'auto', a macVerify / macGenerate /
-   * keyCheckValue on a derived card key that starts while other operations are in flight is handed whole to
-   * the least busy one. For tokens that do not run faster on more threads of one process (SoftHSM2) but do
-   * in more processes. Needs tsx (the children run this TypeScript) and starts them at open().
+   * keyCheckValue on a derived card key that starts while other operations are in flight waits for the end
+   * of the event loop's turn; then the turn's calls are shared out: one runs on the main thread, the others go
+   * to the least busy processes, one message per process. For tokens that do not run faster on more threads
+   * of one process (SoftHSM2) but do in more processes; the main thread is a worker too, so N cores want
+   * N - 1 processes (docs/hsm-bridge.md). Needs tsx (the children run this TypeScript) and starts them at open().
    */
   readonly processes?: number;
   /** Derived card keys kept as session objects for reuse: at most `max` (default 64; 0 = none) for `ttlMs` (default 10 s). */

@@ -4,9 +4,11 @@
 //     wrapper) on the same token and key objects. Ratio = backend / raw median latency (target <= 1.3x,
 //     on the default 'auto' calls, whose lone caller takes the synchronous path).
 //   - software: the src/crypto call on the clear key (what the backend wraps).
-// Then concurrency: 1, 4 and 8 callers, ops/s and how many cores the process kept busy (all its threads),
-// of which the main JS thread, and the whole machine (other processes included); target for PKCS#11 'auto':
-// >= 90% of the cores busy with >= 4 callers. The load average is printed before and after.
+// Then concurrency: 1, 4 and 8 callers, ops/s and how many cores the process kept busy (all its threads,
+// plus its session processes), of which the main JS thread, and the whole machine (other processes
+// included); target for PKCS#11 'auto' (per target: plain, 1 and 2 session processes): >= 90% of the cores
+// busy with 4 and 8 callers, with real work (4 callers make at least the lone caller's ops/s). The load
+// average is printed before and after.
 // PURSELAB_BENCH_HSM_TARGETS='(auto)|(sync)' (substrings of the target names, separated by |) measures only those.
 //
 // The PKCS#11 runs use a throw-away SoftHSM2 token (temp directory) holding the demo key set, brought in
@@ -460,20 +462,23 @@ function pkcs11TargetsOf(auto: string, key: string, figures: Figures, lines: str
   const conc = CONCURRENT_OPS.flatMap((op) => [4, 8].map((c) => ({ op, c, busy: fig(op, c, 'coresBusy'), machine: fig(op, c, 'machineBusy'), speedup: (fig(op, c, 'opsPerSec') ?? 0) / (fig(op, 1, 'opsPerSec') ?? 1) })));
   const have = conc.filter((x) => x.busy !== undefined);
   if (!have.length) return;
+  // Busy with real work: the cores busy with 4 and 8 callers, and with 4 callers at least the lone caller's ops/s.
+  let allMet = true;
   for (const op of CONCURRENT_OPS) {
     const mine = have.filter((x) => x.op === op);
     if (!mine.length) continue;
-    const ok = mine.every((x) => x.busy! >= goal);
+    const ok = mine.every((x) => x.busy! >= goal && (x.c !== 4 || x.speedup >= 1));
+    allMet &&= ok;
     figures[`${key}.${op}.concurrencyTargetMet`] = ok;
     const parts = mine.map((x) => `${x.busy!.toFixed(2)} with ${x.c} callers (${x.speedup.toFixed(2)}x the lone caller's ops/s; machine ${x.machine?.toFixed(2) ?? '?'})`);
-    lines.push(`  ${title} ${op}: cores busy ${parts.join(', ')}: ${ok ? 'met' : 'NOT met'}`);
+    lines.push(`  ${title} ${op}: cores busy ${parts.join(', ')}: ${ok ? 'met' : 'NOT met'} (>= ${goal.toFixed(1)} cores, and >= 1.00x ops/s with 4 callers)`);
   }
   const least = have.reduce((a, b) => (b.busy! < a.busy! ? b : a));
-  const met = least.busy! >= goal;
+  const met = allMet;
   figures[`${key}.concurrentCoresBusyMin`] = least.busy!;
   figures[`${key}.concurrencyTargetMet`] = met;
   const others = least.machine !== undefined ? `; the machine was ${least.machine.toFixed(2)} busy then, ${Math.max(0, least.machine - least.busy!).toFixed(2)} of it other processes` : '';
-  lines.push(`  ${title} with >= 4 callers: least ${least.busy!.toFixed(2)} of ${cores} cores busy (${least.op}, ${least.c} callers${others}) (target >= ${goal.toFixed(1)}: ${met ? 'met' : 'NOT met'})`);
+  lines.push(`  ${title} with >= 4 callers: least ${least.busy!.toFixed(2)} of ${cores} cores busy (${least.op}, ${least.c} callers${others}) (target >= ${goal.toFixed(1)} with >= 1.00x the lone caller's ops/s with 4 callers, every op: ${met ? 'met' : 'NOT met'})`);
 }
 
 /** Measure in a child Node with --openssl-legacy-provider (SoftHSM2's single DES) and return its figures. */
