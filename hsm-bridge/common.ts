@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { cardIdToBcd } from '../src/crypto/index.ts';
 import { maskCardId } from '../src/terminal/amount.ts';
 import { HsmBadInputError, HsmKeyTypeError, HsmKeyUsageError } from './errors.ts';
-import type { CipherMode, KeyInfo, KeyRef, KeySpec, KeyUsage, MacAlgorithm, SymmetricKeyType } from './hsm.ts';
+import type { CipherMode, KeyInfo, KeyRef, KeyUsage, MacAlgorithm, SymmetricKeyType } from './hsm.ts';
 
 /** Labels: 1..64 characters, letters, digits, '.', '_', '-', starting with a letter or digit. */
 export const LABEL_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -7,8 +7,8 @@ import { createBankApp } from '../../server/bank/app.ts';
 import { loadBankConfig } from '../../server/bank/config.ts';
 import { BankService } from '../../server/bank/service.ts';
 import { SqliteBankStore } from '../../server/bank/store.ts';
-import { parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
-import { listenUntilSignal, serveOptions } from './serve-common.ts';
+import { type CliCommand } from '../command.ts';
+import { listenUntilSignal, parseServeArgs } from './serve-common.ts';
 
 export const serveBankCommand: CliCommand = {
   name: 'serve bank',
@@ -39,19 +39,13 @@ export const serveBankCommand: CliCommand = {
     '  purselab serve bank --config fixtures/bank/demo-bank.json --load-server http://127.0.0.1:8410',
   ].join('\n'),
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      db: { type: 'string' },
-      'load-server': { type: 'string' },
-      'log-level': { type: 'string' },
+    const { values, file, host, port, logLevel } = parseServeArgs(args, {
+      command: 'serve bank',
+      defaultPort: 8400,
+      configExample: 'fixtures/bank/demo-bank.json',
+      extra: { 'load-server': { type: 'string' } },
     });
-    refusePositionals(positionals, 'see purselab serve bank --help');
-    const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/bank/demo-bank.json');
-    const { port, logLevel } = serveOptions(values, 8400);
     const config = loadBankConfig(file);
-    const host = values.host ?? '127.0.0.1';
     const store = new SqliteBankStore(values.db ?? 'bank.db');
     const service = new BankService({ store, config, ...(values['load-server'] ? { loadServer: values['load-server'] } : {}) });
     await service.seed();

@@ -7,8 +7,8 @@ import { relaunchWithLegacyOpenSsl } from '../../../hsm-bridge/pkcs11/relaunch.t
 import { listen } from '../../server/app.ts';
 import { loadLoadConfig } from '../../server/load/config.ts';
 import { createLoadServer, crashPointFromEnv } from '../../server/load/server.ts';
-import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
-import { listenUntilSignal, serveOptions } from './serve-common.ts';
+import { type CliCommand } from '../command.ts';
+import { listenUntilSignal, parseServeArgs, requireHsmSpec } from './serve-common.ts';
 
 export const serveLoadCommand: CliCommand = {
   name: 'serve load',
@@ -40,26 +40,13 @@ export const serveLoadCommand: CliCommand = {
     '  PURSELAB_HSM_MASTER=secret purselab serve load --config fixtures/load/demo-load.json --hsm software:issuer.store',
   ].join('\n'),
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string' },
-      hsm: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      db: { type: 'string' },
-      'log-level': { type: 'string' },
-    });
-    refusePositionals(positionals, 'see purselab serve load --help');
-    const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/load/demo-load.json');
-    const spec = values.hsm ?? process.env[HSM_SPEC_ENV];
-    if (!spec) throw new UsageError(`--hsm SPEC is required (or set ${HSM_SPEC_ENV})`);
-    const hsm = parseHsmSpec(spec);
+    const { values, file, host, port, logLevel } = parseServeArgs(args, { command: 'serve load', defaultPort: 8410, configExample: 'fixtures/load/demo-load.json', extra: { hsm: { type: 'string' } } });
+    const hsm = parseHsmSpec(requireHsmSpec(values.hsm, 'software:issuer-hsm.store'));
     if (hsm.backend === 'pkcs11') {
       const relaunched = relaunchWithLegacyOpenSsl();
       if (relaunched) return relaunched;
     }
-    const { port, logLevel } = serveOptions(values, 8410);
     const config = loadLoadConfig(file);
-    const host = values.host ?? '127.0.0.1';
     const server = await createLoadServer({ config, dbPath: values.db ?? 'load.db', hsm, logLevel, logStream: process.stderr, crashAt: crashPointFromEnv() });
     const url = await listenUntilSignal(server.app, { host, port }, () => listen(server.app, host, port), () => server.close(), io);
     io.out(`  issuer ${config.issuerId}, HSM: ${server.hsmDescription}; bank(s): ${[...config.banks.keys()].join(', ')}; store ${values.db ?? 'load.db'}`);

@@ -4,8 +4,8 @@
 
 import { loadMerchantConfig, parseBaseUrl } from '../../server/merchant/config.ts';
 import { createMerchantServer } from '../../server/merchant/server.ts';
-import { parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
-import { listenUntilSignal, serveOptions } from './serve-common.ts';
+import { type CliCommand } from '../command.ts';
+import { listenUntilSignal, parseServeArgs } from './serve-common.ts';
 
 export const serveMerchantCommand: CliCommand = {
   name: 'serve merchant',
@@ -40,18 +40,12 @@ export const serveMerchantCommand: CliCommand = {
     '  purselab serve merchant --config fixtures/merchant/merchant.json --port 8403 --db merchant.db',
   ].join('\n'),
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      db: { type: 'string' },
-      'payment-server': { type: 'string' },
-      opal: { type: 'string' },
-      'log-level': { type: 'string' },
+    const { values, file, host, port, logLevel } = parseServeArgs(args, {
+      command: 'serve merchant',
+      defaultPort: 8403,
+      configExample: 'fixtures/merchant/merchant.json',
+      extra: { 'payment-server': { type: 'string' }, opal: { type: 'string' } },
     });
-    refusePositionals(positionals, 'see purselab serve merchant --help');
-    const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/merchant/merchant.json');
-    const { port, logLevel } = serveOptions(values, 8403);
     let config = loadMerchantConfig(file);
     if (values['payment-server'] !== undefined) {
       config = { ...config, paymentServer: parseBaseUrl(values['payment-server'], 'serve merchant', '--payment-server') };
@@ -63,7 +57,6 @@ export const serveMerchantCommand: CliCommand = {
       logLevel,
       logStream: process.stderr,
     });
-    const host = values.host ?? '127.0.0.1';
     const url = await listenUntilSignal(server.app, { host, port }, () => server.listen(host, port), () => server.store.close(), io);
     io.out(`serve merchant: listening on ${url}`);
     io.out(`  merchant ${config.merchantId} (${config.name}), variant ${config.variant}${config.encrypted ? ' + FIG. 9 encryption' : ''}, payment server ${config.paymentServer}${config.opalServer ? `, OPAL ${config.opalServer}` : ''}`);

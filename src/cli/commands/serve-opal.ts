@@ -7,8 +7,8 @@ import { relaunchWithLegacyOpenSsl } from '../../../hsm-bridge/pkcs11/relaunch.t
 import { loadOpalConfig } from '../../opal/config.ts';
 import { opalCrashPointFromEnv, OPAL_CRASH_ENV } from '../../opal/crash.ts';
 import { createOpalServer } from '../../opal/server.ts';
-import { parseCommandArgs, refusePositionals, requireOption, UsageError, type CliCommand } from '../command.ts';
-import { listenUntilSignal, serveOptions } from './serve-common.ts';
+import { type CliCommand } from '../command.ts';
+import { listenUntilSignal, parseServeArgs, requireHsmSpec } from './serve-common.ts';
 
 export const serveOpalCommand: CliCommand = {
   name: 'serve opal',
@@ -42,20 +42,8 @@ export const serveOpalCommand: CliCommand = {
     '  PURSELAB_HSM_MASTER=change-me purselab serve opal --config fixtures/opal/opal.json --hsm software:opal-hsm.store --port 8405',
   ].join('\n'),
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string' },
-      hsm: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      db: { type: 'string' },
-      'log-level': { type: 'string' },
-    });
-    refusePositionals(positionals, 'see purselab serve opal --help');
-    const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/opal/opal.json');
-    const spec = values.hsm ?? process.env[HSM_SPEC_ENV];
-    if (!spec) throw new UsageError(`--hsm SPEC is required (or set ${HSM_SPEC_ENV}), e.g. software:opal-hsm.store`);
-    const { port, logLevel } = serveOptions(values, 8405);
-    const hsmConfig = parseHsmSpec(spec);
+    const { values, file, host, port, logLevel } = parseServeArgs(args, { command: 'serve opal', defaultPort: 8405, configExample: 'fixtures/opal/opal.json', extra: { hsm: { type: 'string' } } });
+    const hsmConfig = parseHsmSpec(requireHsmSpec(values.hsm, 'software:opal-hsm.store'));
     if (hsmConfig.backend === 'pkcs11') {
       const relaunched = relaunchWithLegacyOpenSsl();
       if (relaunched) return relaunched;
@@ -73,7 +61,6 @@ export const serveOpalCommand: CliCommand = {
       throw e;
     }
     const opal = server;
-    const host = values.host ?? '127.0.0.1';
     const url = await listenUntilSignal(opal.app, { host, port }, () => opal.listen(host, port), async () => {
       await opal.close();
       await hsm.close();

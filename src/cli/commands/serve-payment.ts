@@ -5,8 +5,8 @@
 import { listen } from '../../server/app.ts';
 import { loadPaymentConfig } from '../../server/payment/config.ts';
 import { createPaymentServer, crashPointFromEnv } from '../../server/payment/server.ts';
-import { parseCommandArgs, refusePositionals, requireOption, type CliCommand } from '../command.ts';
-import { listenUntilSignal, serveOptions } from './serve-common.ts';
+import { type CliCommand } from '../command.ts';
+import { listenUntilSignal, parseServeArgs } from './serve-common.ts';
 
 export const servePaymentCommand: CliCommand = {
   name: 'serve payment',
@@ -40,18 +40,8 @@ export const servePaymentCommand: CliCommand = {
     '  purselab serve payment --config fixtures/payment/payment-server.json --port 8402 --db payment.db',
   ].join('\n'),
   async run(args, io) {
-    const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      db: { type: 'string' },
-      'log-level': { type: 'string' },
-    });
-    refusePositionals(positionals, 'see purselab serve payment --help');
-    const file = requireOption(values.config, '--config FILE', 'e.g. fixtures/payment/payment-server.json');
-    const { port, logLevel } = serveOptions(values, 8402);
+    const { values, file, host, port, logLevel } = parseServeArgs(args, { command: 'serve payment', defaultPort: 8402, configExample: 'fixtures/payment/payment-server.json', extra: {} });
     const config = loadPaymentConfig(file);
-    const host = values.host ?? '127.0.0.1';
     io.out(`serve payment: opening ${config.psams.length} PSAM(s) ...`);
     const server = await createPaymentServer({
       config,
