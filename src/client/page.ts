@@ -5,6 +5,7 @@
 import { PurselabError } from '../errors.ts';
 import type { Order, PaymentPage } from '../protocol/payment-messages.ts';
 import { httpRequest, RemoteError } from '../server/http-client.ts';
+import { isObj, type Obj } from '../config-fields.ts';
 
 export class PageError extends PurselabError {
   constructor(message: string) {
@@ -14,8 +15,6 @@ export class PageError extends PurselabError {
 
 const SCRIPT_RE = /<script[^>]*id="purselab-payment-page"[^>]*>([^<]*)<\/script>/i;
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isInt = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 const isUrl = (v: unknown): v is string => {
   if (typeof v !== 'string') return false;

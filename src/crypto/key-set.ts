@@ -7,6 +7,7 @@ import { readJsonFile } from '../json-file.ts';
 import type { KeyType } from './cipher.ts';
 import { keyCheckValue } from './kcv.ts';
 import { ALG_3DES, ALG_AES, suiteFor } from './suites.ts';
+import { isObj, type Obj } from '../config-fields.ts';
 
 /** An issuer key set that is not usable (missing master, KCV mismatch...); never carries key bytes. */
 export class KeySetError extends PurselabError {
@@ -53,8 +54,6 @@ export interface KeySetOptions {
   complete?: boolean;
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const shown = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : (JSON.stringify(v) ?? String(v)));
 
 /**

@@ -4,7 +4,7 @@
 // named by the environment variable that holds it).
 
 import { dirname, resolve } from 'node:path';
-import { fieldChecker, isObj, shown, type Obj } from '../../card-applet-sim/applets/profile-fields.ts';
+import { fieldChecker, isObj, shown, type Obj } from '../config-fields.ts';
 import { loadPurseProfile, type PurseProfile } from '../../card-applet-sim/applets/purse/issuing.ts';
 import { loadIssuerKeySet, type IssuerKeySet } from '../crypto/key-set.ts';
 import { readJsonFile } from '../json-file.ts';

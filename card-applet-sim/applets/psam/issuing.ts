@@ -29,7 +29,7 @@ import { ALG_3DES, ALG_AES, suiteFor } from '../../../src/crypto/suites.ts';
 import { SimulatedCard, type SimulatedCardOptions } from '../../os/card.ts';
 import { findMaster, type IssuerKeySet, type MasterKey } from '../../../src/crypto/key-set.ts';
 import { PSAM_MAX_CAPACITY, PsamApplet, type PsamPersonalization } from './psam-applet.ts';
-import { fieldChecker, isObj, shown, type Obj } from '../profile-fields.ts';
+import { fieldChecker, isObj, shown, type Obj } from '../../../src/config-fields.ts';
 
 export class PsamProfileError extends PurselabError {
   constructor(message: string) {

@@ -19,7 +19,7 @@ import { REFERENCE_AID } from '../reference/reference-applet.ts';
 import '../index.ts'; // registers the applet types (purse, reference) for install by name
 import { MAX_PIN_TRY_LIMIT, encodePurseInstallParams, type PurseInstallParams } from './install-params.ts';
 import { PurseApplet } from './purse-applet.ts';
-import { fieldChecker, isObj, shown, type Obj } from '../profile-fields.ts';
+import { fieldChecker, isObj, shown, type Obj } from '../../../src/config-fields.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors

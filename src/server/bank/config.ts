@@ -4,6 +4,7 @@
 // docs/bank-and-load-server.md. The shared key is parsed here and never shown in any message.
 
 import { PurselabError } from '../../errors.ts';
+import { fieldChecker, isObj } from '../../config-fields.ts';
 import { readJsonFile } from '../../json-file.ts';
 import { parseSharedKey } from '../../protocol/keys.ts';
 
@@ -40,27 +41,15 @@ export interface BankConfig {
   readonly accounts: readonly BankAccountConfig[];
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const ID = /^[A-Za-z0-9._-]{1,32}$/;
 
 export function parseBankConfig(raw: unknown, file: string): BankConfig {
-  const fail = (field: string, msg: string): never => {
+  const { fail, known, int, str } = fieldChecker((field, msg) => {
     throw new BankConfigError(file, `${field}: ${msg}`);
-  };
+  });
   if (!isObj(raw)) return fail('(top)', 'must be a JSON object');
   const allowed = ['$comment', 'bankId', 'name', 'loadServerKey', 'loadServer', 'publicUrl', 'currency', 'exponent', 'holdTtlSeconds', 'sweepIntervalSeconds', 'sessionTtlSeconds', 'floatAccount', 'accounts'];
-  for (const k of Object.keys(raw)) if (!allowed.includes(k)) fail(k, `unknown field (known: ${allowed.slice(1).join(', ')})`);
-  const str = (o: Obj, f: string, prefix = '', re?: RegExp): string => {
-    const v = o[f];
-    if (typeof v !== 'string' || v === '' || (re && !re.test(v))) return fail(prefix + f, `must be ${re ? `a string matching ${re}` : 'a non-empty string'}`);
-    return v;
-  };
-  const int = (o: Obj, f: string, min: number, max: number, dflt?: number, prefix = ''): number => {
-    const v = o[f] ?? dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return fail(prefix + f, `must be an integer ${min}..${max}`);
-    return v;
-  };
+  known(raw, allowed, '');
   const url = (f: string): string => {
     const v = str(raw, f);
     try {
@@ -90,9 +79,9 @@ export function parseBankConfig(raw: unknown, file: string): BankConfig {
     users.add(user);
     const password = str(a, 'password', p);
     if (password.length < 8) fail(p + 'password', 'must be at least 8 characters');
-    return { accountId, number: str(a, 'number', p, /^[0-9A-Z-]{8,34}$/), holder: str(a, 'holder', p), expiry: str(a, 'expiry', p, /^(0[1-9]|1[0-2])\/[0-9]{2}$/), balance: int(a, 'balance', 0, 2 ** 40, undefined, p), user, password };
+    return { accountId, number: str(a, 'number', p, /^[0-9A-Z-]{8,34}$/), holder: str(a, 'holder', p), expiry: str(a, 'expiry', p, /^(0[1-9]|1[0-2])\/[0-9]{2}$/), balance: int(a, 'balance', p, 0, 2 ** 40), user, password };
   });
-  const floatAccount = { accountId: str(floatRaw, 'accountId', 'floatAccount.', ID), number: str(floatRaw, 'number', 'floatAccount.'), balance: int(floatRaw, 'balance', 0, 2 ** 40, 0, 'floatAccount.') };
+  const floatAccount = { accountId: str(floatRaw, 'accountId', 'floatAccount.', ID), number: str(floatRaw, 'number', 'floatAccount.'), balance: int(floatRaw, 'balance', 'floatAccount.', 0, 2 ** 40, 0) };
   if (ids.has(floatAccount.accountId)) fail('floatAccount.accountId', 'must differ from every customer account');
   return {
     bankId: str(raw, 'bankId', '', ID),
@@ -100,11 +89,11 @@ export function parseBankConfig(raw: unknown, file: string): BankConfig {
     loadServerKey: parseSharedKey(raw.loadServerKey as string, `${file}: loadServerKey`),
     loadServer: url('loadServer'),
     publicUrl: raw.publicUrl === undefined ? undefined : url('publicUrl'),
-    currency: int(raw, 'currency', 1, 9998),
-    exponent: int(raw, 'exponent', 0, 9, 2),
-    holdTtlSeconds: int(raw, 'holdTtlSeconds', 1, 7 * 86400, 900),
-    sweepIntervalSeconds: int(raw, 'sweepIntervalSeconds', 1, 86400, 30),
-    sessionTtlSeconds: int(raw, 'sessionTtlSeconds', 30, 86400, 1800),
+    currency: int(raw, 'currency', '', 1, 9998),
+    exponent: int(raw, 'exponent', '', 0, 9, 2),
+    holdTtlSeconds: int(raw, 'holdTtlSeconds', '', 1, 7 * 86400, 900),
+    sweepIntervalSeconds: int(raw, 'sweepIntervalSeconds', '', 1, 86400, 30),
+    sessionTtlSeconds: int(raw, 'sessionTtlSeconds', '', 30, 86400, 1800),
     floatAccount,
     accounts,
   };

@@ -4,6 +4,7 @@
 // and never shown in any message. Format: docs/bank-and-load-server.md.
 
 import { PurselabError } from '../../errors.ts';
+import { fieldChecker, isObj } from '../../config-fields.ts';
 import { readJsonFile } from '../../json-file.ts';
 import { parseSharedKey } from '../../protocol/keys.ts';
 
@@ -23,17 +24,15 @@ export interface LoadServerConfig {
   readonly currencies: readonly number[];
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const ID = /^[A-Za-z0-9._-]{1,32}$/;
 
 export function parseLoadConfig(raw: unknown, file: string): LoadServerConfig {
-  const fail = (field: string, msg: string): never => {
+  const { fail, known } = fieldChecker((field, msg) => {
     throw new LoadConfigError(file, `${field}: ${msg}`);
-  };
+  });
   if (!isObj(raw)) return fail('(top)', 'must be a JSON object');
   const allowed = ['$comment', 'issuerId', 'banks', 'issuerLinkKey', 'currencies'];
-  for (const k of Object.keys(raw)) if (!allowed.includes(k)) fail(k, `unknown field (known: ${allowed.slice(1).join(', ')})`);
+  known(raw, allowed, '');
   const issuerId = raw.issuerId ?? 'issuer';
   if (typeof issuerId !== 'string' || !ID.test(issuerId)) fail('issuerId', `must match ${ID}`);
   if (!Array.isArray(raw.banks) || raw.banks.length === 0) fail('banks', 'must be a non-empty array of { bankId, sharedKey }');

@@ -5,6 +5,7 @@
 
 import { dirname, resolve } from 'node:path';
 import { PurselabError } from '../../errors.ts';
+import { fieldChecker, isObj } from '../../config-fields.ts';
 import { readJsonFile } from '../../json-file.ts';
 import { parseSharedKey } from '../../protocol/keys.ts';
 import { PAYMENT_VARIANTS, type PaymentVariant } from '../../protocol/payment-messages.ts';
@@ -62,28 +63,16 @@ export function parseBaseUrl(v: string, where: string, field: string): string {
   return v.replace(/\/+$/, '');
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const ID = /^[A-Za-z0-9._-]{1,32}$/;
 
 /** Check a parsed configuration object; `file` names it in messages (relative paths resolve against `baseDir`). */
 export function parseMerchantConfig(raw: unknown, file: string, baseDir: string, env: NodeJS.ProcessEnv = process.env): MerchantConfig {
-  const fail = (field: string, msg: string): never => {
+  const { fail, known, int, str } = fieldChecker((field, msg) => {
     throw new MerchantConfigError(file, `${field}: ${msg}`);
-  };
+  });
   if (!isObj(raw)) return fail('(top)', 'must be a JSON object');
   const allowed = ['$comment', 'merchantId', 'name', 'sharedKey', 'sharedKeyEnv', 'variant', 'encrypted', 'paymentServer', 'publicUrl', 'opalServer', 'currency', 'exponent', 'orderTtlSeconds', 'catalogue', 'benefits'];
-  for (const k of Object.keys(raw)) if (!allowed.includes(k)) fail(k, `unknown field (known: ${allowed.slice(1).join(', ')})`);
-  const str = (o: Obj, f: string, prefix = '', re?: RegExp): string => {
-    const v = o[f];
-    if (typeof v !== 'string' || v === '' || (re && !re.test(v))) return fail(prefix + f, `must be ${re ? `a string matching ${re}` : 'a non-empty string'}`);
-    return v;
-  };
-  const int = (o: Obj, f: string, min: number, max: number, dflt?: number, prefix = ''): number => {
-    const v = o[f] ?? dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return fail(prefix + f, `must be an integer ${min}..${max}`);
-    return v;
-  };
+  known(raw, allowed, '');
   const url = (f: string): string => parseBaseUrl(str(raw, f), file, f);
 
   const merchantId = str(raw, 'merchantId', '', ID);
@@ -121,7 +110,7 @@ export function parseMerchantConfig(raw: unknown, file: string, baseDir: string,
     const sku = str(it, 'sku', p, ID);
     if (skus.has(sku)) fail(p + 'sku', `'${sku}' appears twice`);
     skus.add(sku);
-    return { sku, name: str(it, 'name', p), price: int(it, 'price', 1, 0xffffffff, undefined, p), goods: str(it, 'goods', p) };
+    return { sku, name: str(it, 'name', p), price: int(it, 'price', p, 1, 0xffffffff), goods: str(it, 'goods', p) };
   });
   const benRaw = raw.benefits ?? [];
   if (!Array.isArray(benRaw)) fail('benefits', 'must be an array');
@@ -140,9 +129,9 @@ export function parseMerchantConfig(raw: unknown, file: string, baseDir: string,
     paymentServer: url('paymentServer'),
     publicUrl: raw.publicUrl === undefined ? undefined : url('publicUrl'),
     opalServer: raw.opalServer === undefined ? undefined : url('opalServer'),
-    currency: int(raw, 'currency', 1, 9998),
-    exponent: int(raw, 'exponent', 0, 9, 2),
-    orderTtlSeconds: int(raw, 'orderTtlSeconds', 10, 7 * 86400, 900),
+    currency: int(raw, 'currency', '', 1, 9998),
+    exponent: int(raw, 'exponent', '', 0, 9, 2),
+    orderTtlSeconds: int(raw, 'orderTtlSeconds', '', 10, 7 * 86400, 900),
     catalogue,
     benefits,
   };

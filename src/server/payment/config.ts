@@ -4,6 +4,7 @@
 // timeouts. Keys are read here and never printed; errors name the field, never the value.
 
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { isObj, type Obj } from '../../config-fields.ts';
 import { readJsonFile } from '../../json-file.ts';
 import { PurselabError } from '../../errors.ts';
 import { PAYMENT_VARIANTS, type PaymentVariant } from '../../protocol/payment-messages.ts';
@@ -64,8 +65,6 @@ export interface PaymentServerConfig {
 
 export const DEFAULT_TIMEOUTS: PaymentTimeouts = { acquireMs: 2_000, holdMs: 30_000, psamApduMs: 10_000, probeMs: 1_000, clockSkewMs: 300_000 };
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A key given as hex, or by the name of an environment variable holding the hex. */
 function keyField(o: Obj, field: string, where: string, env: NodeJS.ProcessEnv, required: boolean): Buffer | undefined {

@@ -3,6 +3,7 @@
 
 import { ENVELOPE_SCHEMA } from '../../protocol/envelope.ts';
 import type { CardDebitOutcome, DrawBody } from '../../protocol/payment-messages.ts';
+import { isObj, type Obj } from '../../config-fields.ts';
 
 const hex = (min: number, max = min) => ({ type: 'string', pattern: `^([0-9a-fA-F]{2}){${min},${max}}$` }) as const;
 const ID = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,64}$' } as const;
@@ -93,8 +94,6 @@ export const BATCH_ID_PARAMS = { type: 'object', additionalProperties: false, re
 // ---------------------------------------------------------------------------------------------
 // Sealed payloads: the same rules, checked by hand after the envelope opened.
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const only = (o: Obj, keys: readonly string[]) => Object.keys(o).every((k) => keys.includes(k));
 const matches = (v: unknown, re: RegExp) => typeof v === 'string' && re.test(v);
 const intIn = (v: unknown, lo: number, hi: number) => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;

@@ -1,5 +1,6 @@
-// Field checks shared by the card and PSAM profile parsers (purse/issuing.ts, psam/issuing.ts): host side,
-// never imported by an applet. Each parser passes its own `fail`, which names the file and throws its error.
+// Field checks shared by the parsers of JSON inputs: card and PSAM profiles (card-applet-sim/applets/*/issuing.ts,
+// host side, never imported by an applet) and the servers' configuration files (bank, merchant, load, payment,
+// OPAL). Each parser passes its own `fail`, which names the file and throws its error.
 
 export type Obj = Record<string, unknown>;
 export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -30,5 +31,11 @@ export function fieldChecker(fail: (field: string, message: string) => never) {
     if (v !== undefined && typeof v !== 'string') fail(field, `must be a string, got ${shown(v)}`);
     return v as string | undefined;
   };
-  return { fail, known, int, digits, text };
+  /** A required non-empty string, matching `re` when given (the message never shows the value: it may be a key). */
+  const str = (o: Obj, field: string, prefix = '', re?: RegExp): string => {
+    const v = o[field];
+    if (typeof v !== 'string' || v === '' || (re && !re.test(v))) fail(prefix + field, `must be ${re ? `a string matching ${re}` : 'a non-empty string'}`);
+    return v as string;
+  };
+  return { fail, known, int, digits, text, str };
 }
