@@ -19,6 +19,18 @@ export const benchCommand: CliCommand = {
       'Options:',
       '  --quick   one tenth of the iterations (smoke run)',
       '  --json    print all figures as one JSON object',
+      '',
+      'Environment (each suite documents its own in docs/):',
+      '  PURSELAB_RIG_SLOTS=4-7 or 0,1      vpcd slots the pcscd suites may use (the rig: bash .ci/rig-up.sh)',
+      '  PURSELAB_BENCH_HSM_TARGETS=A|B     hsm: only the targets whose names contain A or B',
+      '  PURSELAB_BENCH_CARDS_THREAD=main|worker    purchase: where the cards behind vpcd run (default main)',
+      '  PURSELAB_BENCH_CARDHOLDERS=N       payment, opal: concurrent cardholders (default 16)',
+      '  PURSELAB_BENCH_PSAMS=N             payment: PSAMs in the pool (default: one per cardholder)',
+      '  PURSELAB_BENCH_VARIANTS=standard   payment: only the standard variant',
+      '  PURSELAB_BENCH_SAME_THREAD=1       payment: the server in the bench thread, not a worker',
+      '  PURSELAB_BENCH_CLIENT_THREADS=N    payment: cardholders spread over N worker threads (default 0)',
+      '  PURSELAB_BENCH_OPAL_THREADS=split|opal-main|same   opal: how the servers share threads (default split)',
+      '  NODE_OPTIONS=--openssl-legacy-provider   needed for the SoftHSM2 parts (single DES)',
     ].join('\n');
   },
   async run(args, io) {
