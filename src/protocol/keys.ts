@@ -45,9 +45,10 @@ export function deriveTransactionKey(sharedKey: Uint8Array, partyId: string, txn
 
 // Sub-keys of recent keys, by key value and label: one transaction's key serves several messages of the same
 // party (a merchant MACs the order, then opens the result), and an HMAC key set-up costs more than the MAC.
+// Each caller gets a copy, so one that overwrites its buffer cannot change what the next caller gets.
 const recentSubKeys = new LruCache<string, Buffer>(2048);
 
-/** A separate key for one purpose ('ENC', 'MAC') of a key. Callers must not modify the returned Buffer. */
+/** A separate key for one purpose ('ENC', 'MAC') of a key (the same result as deriving it; recent ones are cached). */
 export function subKey(key: Uint8Array, label: string): Buffer {
   checkKey(key, 'the key');
   const id = `${label}:${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex')}`;
@@ -56,7 +57,7 @@ export function subKey(key: Uint8Array, label: string): Buffer {
     k = kdf(key, 'purselab-subkey-v2', label);
     recentSubKeys.set(id, k);
   }
-  return k;
+  return Buffer.from(k);
 }
 
 /** A fresh transaction session key (16 random bytes). */

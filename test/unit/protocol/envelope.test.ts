@@ -55,6 +55,12 @@ describe('transaction keys', () => {
   it('gives different sub-keys per label', () => {
     expect(subKey(SHARED, 'ENC').equals(subKey(SHARED, 'MAC'))).toBe(false);
   });
+  it('hands out cached sub-keys as copies: a caller overwriting its buffer changes nothing for the next', () => {
+    const first = subKey(SHARED, 'MAC');
+    const value = Buffer.from(first);
+    first.fill(0);
+    expect(subKey(SHARED, 'MAC').equals(value)).toBe(true);
+  });
   it('refuses malformed keys without echoing them', () => {
     expect(() => deriveTransactionKey(Buffer.alloc(8), 'M', 'T')).toThrow(/16-byte/);
     expect(() => parseSharedKey('00112233', 'merchants[0].sharedKey')).toThrow(/merchants\[0\]\.sharedKey: a shared key must be 32 hex digits/);
