@@ -29,6 +29,7 @@ import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, pa
 import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse-mac.ts';
 import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
+import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
 import { fmt, summarize, timeCalls } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
@@ -382,28 +383,6 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
     }
   } finally {
     await opened.close();
-  }
-}
-
-/** CPU time of a process (Linux /proc), in ms; undefined when it cannot be read. */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
-/** CPU time of this process's main thread (Linux /proc; undefined elsewhere), in ms. */
-function mainThreadCpuMs(): number | undefined {
-  try {
-    const f = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime in USER_HZ (100)
-  } catch {
-    return undefined;
   }
 }
 

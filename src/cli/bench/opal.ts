@@ -23,7 +23,7 @@ import { requestJson } from '../../server/http-client.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle } from '../../opal/world-worker.ts';
-import { threadCpuMs } from './payment-server-worker.ts';
+import { threadCpuMs } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, type LatencySummary } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 

@@ -6,7 +6,6 @@
 // Also the generic pieces other bench suites run their servers in worker threads with: spawnTsWorker (a worker on
 // a TypeScript module), startBenchWorker / serveBenchWorker (a ready message, then calls answered by id).
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -17,6 +16,7 @@ import { parsePaymentConfig } from '../../server/payment/config.ts';
 import { createPaymentServer } from '../../server/payment/server.ts';
 import type { PaymentVariant } from '../../protocol/payment-messages.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
+import { threadCpuMs } from './proc-cpu.ts';
 
 export interface BenchMerchantSpec {
   readonly id: string;
@@ -51,17 +51,6 @@ export interface BenchServer {
 }
 
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
-
-/** CPU time (user + system) of the calling thread in ms, from /proc/thread-self/stat (Linux; clock ticks of 10 ms). */
-export function threadCpuMs(): number {
-  try {
-    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10; // fields 14 and 15 (utime, stime), counted after the comm field
-  } catch {
-    return NaN;
-  }
-}
 
 export async function startBenchServer(spec: BenchServerSpec): Promise<BenchServer> {
   const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
