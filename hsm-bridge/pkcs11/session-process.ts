@@ -10,7 +10,7 @@
 
 import { readSync, writeSync } from 'node:fs';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from './pkcs11-hsm.ts';
-import { FRAME_CALLS, FRAME_OPEN, FRAME_RESULTS, FrameReader, FrameWriter, describeError, jsonFrame, readCall, readJson, writeResult, type WireCall } from './session-protocol.ts';
+import { FRAME_CALLS, FRAME_OPEN, FRAME_RESULTS, FrameReader, FrameWriter, completeFrames, describeError, jsonFrame, readCall, readJson, writeResult, type WireCall } from './session-protocol.ts';
 
 const FD = 3;
 
@@ -39,19 +39,6 @@ function readMore(): boolean {
       if (code !== 'EAGAIN' && code !== 'EINTR') return false; // (the socket is blocking: EAGAIN is not expected)
     }
   }
-}
-
-/** The complete frames' payloads (type byte first) in inbuf from `from`, and where the unread rest starts. */
-function completeFrames(from: number): { frames: Buffer[]; rest: number } {
-  const frames: Buffer[] = [];
-  let at = from;
-  while (have - at >= 4) {
-    const n = inbuf.readUInt32BE(at);
-    if (have - at - 4 < n) break;
-    frames.push(inbuf.subarray(at + 4, at + 4 + n));
-    at += 4 + n;
-  }
-  return { frames, rest: at };
 }
 
 /** Drop the frames handled: move the unread rest to the front. */
@@ -135,7 +122,7 @@ async function serve(): Promise<void> {
   let rest = 0;
   while (!first) {
     if (!readMore()) return;
-    const got = completeFrames(0);
+    const got = completeFrames(inbuf, have);
     first = got.frames[0];
     rest = first ? 4 + first.length : 0;
   }
@@ -153,7 +140,7 @@ async function serve(): Promise<void> {
   writeFrame(jsonFrame(FRAME_OPEN, {}));
   try {
     for (;;) {
-      const got = completeFrames(0);
+      const got = completeFrames(inbuf, have);
       const later = runCalls(hsm, got.frames);
       if (later) await later;
       consumed(got.rest);

@@ -204,22 +204,32 @@ export function readResult(r: FrameReader): { id: number; ok: boolean; value: un
 }
 
 /**
+ * The complete frames in the first `end` bytes of buf (each a 4-byte big-endian length, then that many bytes):
+ * their payloads (type byte first, views into buf), and where the unread rest starts.
+ */
+export function completeFrames(buf: Buffer, end: number): { frames: Buffer[]; rest: number } {
+  const frames: Buffer[] = [];
+  let at = 0;
+  while (end - at >= 4) {
+    const n = buf.readUInt32BE(at);
+    if (end - at - 4 < n) break;
+    frames.push(buf.subarray(at + 4, at + 4 + n));
+    at += 4 + n;
+  }
+  return { frames, rest: at };
+}
+
+/**
  * Cuts a byte stream into frames: push() each chunk read, and get back the complete frames' payloads
  * (type byte first).
  */
 export class FrameSplitter {
   private have: Buffer = EMPTY;
   push(chunk: Buffer): Buffer[] {
-    let buf = this.have.length ? Buffer.concat([this.have, chunk]) : chunk;
-    const out: Buffer[] = [];
-    while (buf.length >= 4) {
-      const n = buf.readUInt32BE(0);
-      if (buf.length < 4 + n) break;
-      out.push(buf.subarray(4, 4 + n));
-      buf = buf.subarray(4 + n);
-    }
-    this.have = buf.length ? Buffer.from(buf) : EMPTY;
-    return out;
+    const buf = this.have.length ? Buffer.concat([this.have, chunk]) : chunk;
+    const { frames, rest } = completeFrames(buf, buf.length);
+    this.have = rest < buf.length ? Buffer.from(buf.subarray(rest)) : EMPTY;
+    return frames;
   }
 }
 
