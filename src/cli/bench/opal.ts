@@ -24,7 +24,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle } from '../../opal/world-worker.ts';
 import { threadCpuMs } from './proc-cpu.ts';
-import { fmt, runConcurrently, summarize, type LatencySummary } from './stats.ts';
+import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 500;
@@ -44,9 +44,11 @@ interface Measured {
   perSec: number;
   lat: LatencySummary;
   cpu: ThreadCpu;
+  warm: WarmUp;
   floorPerSec: number;
   floorLat: LatencySummary;
   floorCpu: ThreadCpu;
+  floorWarm: WarmUp;
   failures: number;
   firstFailure: string;
   valueOk: boolean;
@@ -104,10 +106,11 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
         fail(`opal: ${(e as Error).message}`);
       }
     };
-    const warm = Math.min(200, total);
-    await runConcurrently(warm, concurrency, direct);
+    // Each warmed until its rate stops improving (V8's optimizing compiler done), then measured.
+    const warmOf = (fn: (w: number) => Promise<void>) => warmUntilSteady(async (n) => (await runConcurrently(n, concurrency, fn)).elapsedMs, { roundSize: 300 });
+    const floorWarm = await warmOf(direct);
     const floor = await timed(total, direct);
-    await runConcurrently(warm, concurrency, viaOpal);
+    const warm = await warmOf(viaOpal);
     const run = await timed(total, viaOpal);
     // Value: every virtual card lost exactly its paid purchases (counter = purchases, balance = 50000 - counter).
     let valueOk = true;
@@ -115,7 +118,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       const b = await call<{ balance: number; counter: number }>(`${opalUrl}/v1/balance`, undefined, h.token);
       if (b.balance !== 50_000 - b.counter) valueOk = false;
     }
-    return { perSec: (total * 1000) / run.elapsedMs, lat: summarize(run.samples), cpu: run.cpu, floorPerSec: (total * 1000) / floor.elapsedMs, floorLat: summarize(floor.samples), floorCpu: floor.cpu, failures, firstFailure, valueOk };
+    return { perSec: (total * 1000) / run.elapsedMs, lat: summarize(run.samples), cpu: run.cpu, warm, floorPerSec: (total * 1000) / floor.elapsedMs, floorLat: summarize(floor.samples), floorCpu: floor.cpu, floorWarm, failures, firstFailure, valueOk };
   } finally {
     for (const h of halves.reverse()) await h.close().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
@@ -144,7 +147,9 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     const where = threads === 'split' ? 'shop and OPAL each in a worker thread' : threads === 'opal-main' ? 'shop in a worker thread, OPAL in the main thread' : 'everything in the main thread';
     ctx.io.out(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
     ctx.io.out(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
+    ctx.io.out(`      (${warmUpText(m.floorWarm, 'purchases')})`);
     ctx.io.out(`    OPAL virtual card:                                            ${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
+    ctx.io.out(`      (${warmUpText(m.warm, 'purchases')})`);
     ctx.io.out(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
     if (target !== undefined) ctx.io.out(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
   }
@@ -163,6 +168,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     [`${name}.floorPerSec`]: Math.round(m.floorPerSec),
     [`${name}.floorP99Ms`]: Number(m.floorLat.p99Ms.toFixed(2)),
     [`${name}.ratioToFloor`]: Number(ratio.toFixed(2)),
+    [`${name}.warmUpPurchases`]: m.warm.rounds * m.warm.roundSize,
     [`${name}.failures`]: m.failures,
     [`${name}.valueConserved`]: m.valueOk,
     ...(met !== undefined ? { [`${name}.targetMet`]: met } : {}),

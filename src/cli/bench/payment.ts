@@ -14,7 +14,7 @@ import { PSAM_MAX_CAPACITY } from '../../../card-applet-sim/applets/psam/psam-ap
 import { createServerApp, listen } from '../../server/app.ts';
 import { poster, startCardholders } from './payment-cardholders.ts';
 import { startBenchServer, startBenchServerInWorker, type BenchMerchantSpec, type BenchServerSpec } from './payment-server-worker.ts';
-import { fmt, runConcurrently, summarize } from './stats.ts';
+import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 1_000;
@@ -62,12 +62,13 @@ export const paymentBench: BenchSuite = {
     echo.post('/echo', { schema: { body: { type: 'object' } } }, async (req) => req.body);
     const echoPost = poster(await listen(echo, '127.0.0.1', 0));
     const payload = { paymentId: 'pay_000000000000000000000000', response: { paymentId: 'pay_000000000000000000000000', sw: '9000', debitResponse: '00'.repeat(17) } };
-    await runConcurrently(500, concurrency, async () => void (await echoPost('/echo', payload)));
+    const pair = async () => {
+      await echoPost('/echo', payload);
+      await echoPost('/echo', payload);
+    };
+    const floorWarm = await warmUntilSteady(async (n) => (await runConcurrently(n, concurrency, pair)).elapsedMs, { roundSize: 1000 });
     const floorCpu0 = cpuMs();
-    const floor = await runConcurrently(total, concurrency, async () => {
-      await echoPost('/echo', payload);
-      await echoPost('/echo', payload);
-    });
+    const floor = await runConcurrently(total, concurrency, pair);
     const floorCpuMs = (cpuMs() - floorCpu0) / total;
     await echo.close();
 
@@ -82,7 +83,8 @@ export const paymentBench: BenchSuite = {
     let firstFailure = '';
     try {
       const measure = async (c: BenchCase, count: number) => {
-        await holders.run(c.merchant, Math.min(400, count)); // warm-up
+        // Until the rate stops improving (V8's optimizing compiler done); the headline variant longer than the others.
+        const warm = await warmUntilSteady(async (n) => (await holders.run(c.merchant, n)).elapsedMs, c.key ? { roundSize: 250, maxRounds: 4 } : { roundSize: 1000 });
         const cpu0 = cpuMs();
         const u0 = await server.usage();
         const run = await holders.run(c.merchant, count);
@@ -92,6 +94,7 @@ export const paymentBench: BenchSuite = {
         const done = run.samples.length;
         const lat = summarize(run.samples);
         return {
+          warm,
           perSec: (done * 1000) / run.elapsedMs,
           lat,
           cpuMsPer: (cpuMs() - cpu0) / done,
@@ -109,9 +112,11 @@ export const paymentBench: BenchSuite = {
       const ok = head.perSec >= TARGET_PER_SEC && head.lat.p99Ms < TARGET_P99_MS && held === 0 && failures === 0;
       if (!ctx.json) {
         io.out(`  ${concurrency} concurrent cardholders, ${psamCount} emulated PSAMs, SQLite in ${dir}, HTTP keep-alive over loopback, server ${sameThread ? 'in the same thread' : 'in a worker thread'}, ${total} purchases (${perVariant} per other variant):`);
-        io.out(`    floor (fastify echo, 2 round trips):   ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms, CPU ${fmt(floorCpuMs)} ms per pair (both threads)`);
+        io.out(`    floor (fastify echo, 2 round trips):   ${fmt(floorPerSec)} /s, p50 ${fmt(fl.medianMs)} ms, p99 ${fmt(fl.p99Ms)} ms, CPU ${fmt(floorCpuMs)} ms per pair (whole process)`);
+        io.out(`      (${warmUpText(floorWarm, 'pairs')})`);
         for (const { c, r } of results) {
           io.out(`    payment, ${`${c.label}:`.padEnd(30)} ${fmt(r.perSec)} purchases/s, p50 ${fmt(r.lat.medianMs)} ms, p99 ${fmt(r.lat.p99Ms)} ms (${(floorPerSec / r.perSec).toFixed(2)}x the floor's time), CPU ${fmt(r.cpuMsPer)} ms per purchase (${(r.cpuMsPer / floorCpuMs).toFixed(2)}x the floor's)`);
+          io.out(`      (${warmUpText(r.warm, 'purchases')})`);
           io.out(`      server thread ${Number.isNaN(r.serverCpuMsPer) ? 'CPU not measured (same thread)' : `CPU ${fmt(r.serverCpuMsPer)} ms per purchase (one core: ${fmt(1000 / r.serverCpuMsPer)} purchases/s)`}; draws that waited for a PSAM ${(100 * r.waitedShare).toFixed(0)}%, mean wait ${fmt(r.meanWaitMs)} ms`);
         }
         io.out(`    failures ${failures}${firstFailure ? ` (first: ${firstFailure})` : ''}; PSAMs held after the run: ${held}`);
@@ -125,6 +130,7 @@ export const paymentBench: BenchSuite = {
         floorP50Ms: Number(fl.medianMs.toFixed(3)),
         floorP99Ms: Number(fl.p99Ms.toFixed(3)),
         floorCpuMsPerPair: Number(floorCpuMs.toFixed(3)),
+        floorWarmUpRounds: floorWarm.rounds,
         failures,
         heldAfterRun: held,
         targetMet: ok,
@@ -138,6 +144,7 @@ export const paymentBench: BenchSuite = {
         figures[k('cpuMsPerPurchase')] = Number(r.cpuMsPer.toFixed(3));
         if (!Number.isNaN(r.serverCpuMsPer)) figures[k('serverCpuMsPerPurchase')] = Number(r.serverCpuMsPer.toFixed(3));
         figures[k('psamWaitedShare')] = Number(r.waitedShare.toFixed(3));
+        figures[k('warmUpPurchases')] = r.warm.rounds * r.warm.roundSize;
       }
       return figures;
     } finally {

@@ -1,0 +1,64 @@
+// The benchmarks' statistics helpers: percentiles and the warm-up that runs until a flow's rate stops improving.
+
+import { describe, expect, it } from 'vitest';
+import { percentile, summarize, warmUntilSteady, warmUpText } from '../../../src/cli/bench/stats.ts';
+
+/** A round function whose n-th call runs at rates[n] operations per second (the last rate repeats). */
+function scripted(rates: readonly number[]) {
+  const sizes: number[] = [];
+  const round = async (n: number) => {
+    sizes.push(n);
+    const perSec = rates[Math.min(sizes.length - 1, rates.length - 1)]!;
+    return (n * 1000) / perSec;
+  };
+  return { round, sizes };
+}
+
+describe('warmUntilSteady', () => {
+  it('runs rounds until two in a row are no more than 5% faster than the best before them', async () => {
+    const s = scripted([300, 600, 900, 1000, 1020, 1010, 2000]);
+    const w = await warmUntilSteady(s.round, { roundSize: 100 });
+    // 1000 beats 900 by 11%: not flat; 1020 (2% over 1000) and 1010 are flat: stop after round 6
+    expect(w).toEqual({ rounds: 6, roundSize: 100, lastPerSec: 1010, settled: true, gain: 0.05 });
+    expect(s.sizes).toEqual([100, 100, 100, 100, 100, 100]);
+  });
+
+  it('a single flat round between rising ones does not end it', async () => {
+    const s = scripted([500, 510, 800, 810, 805]);
+    const w = await warmUntilSteady(s.round, { roundSize: 10 });
+    expect(w.rounds).toBe(5);
+    expect(w.settled).toBe(true);
+  });
+
+  it('stops at maxRounds, saying the rate was still rising', async () => {
+    const s = scripted([100, 200, 300, 400, 500, 600]);
+    const w = await warmUntilSteady(s.round, { roundSize: 10, maxRounds: 4 });
+    expect(w.rounds).toBe(4);
+    expect(w.settled).toBe(false);
+    expect(warmUpText(w, 'purchases')).toBe('warm-up 4 rounds of 10 purchases, still speeding up at the last ones');
+  });
+
+  it('runs at least three rounds even when the rate is flat from the start', async () => {
+    const s = scripted([1000]);
+    const w = await warmUntilSteady(s.round, { roundSize: 10, minRounds: 1 });
+    expect(w.rounds).toBe(3);
+    expect(warmUpText(w, 'pairs')).toBe('warm-up 3 rounds of 10 pairs, until two in a row were at most 5% faster than the best before them');
+  });
+
+  it('a larger gain stops earlier', async () => {
+    const rates = [100, 150, 180, 200, 210, 215];
+    const strict = await warmUntilSteady(scripted(rates).round, { roundSize: 10 });
+    const loose = await warmUntilSteady(scripted(rates).round, { roundSize: 10, gain: 0.25 });
+    expect(loose.rounds).toBeLessThan(strict.rounds);
+  });
+});
+
+describe('percentiles', () => {
+  it('nearest rank over an unsorted sample', () => {
+    const xs = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6];
+    expect(percentile(xs, 50)).toBe(5);
+    expect(percentile(xs, 99)).toBe(10);
+    expect(percentile([], 50)).toBeNaN();
+    expect(summarize(xs)).toEqual({ count: 10, medianMs: 5, p99Ms: 10, meanMs: 5.5 });
+  });
+});
