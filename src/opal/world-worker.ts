@@ -1,6 +1,6 @@
-// The two halves of the OPAL world (src/opal/world.ts) in bench worker threads, for `purselab bench opal`: the
-// shop (payment server + merchant) in one thread, OPAL in another, so they use the machine's cores as separate
-// programs would; the load generator stays in the main thread. startWorldHalf() starts a half in the calling
+// The parts of the OPAL world (src/opal/world.ts) in bench worker threads, for `purselab bench opal`: the
+// payment server, the merchant and OPAL each in a thread of its own (or the shop, payment server + merchant, in
+// one), so they use the machine's cores as separate programs would; the load generator stays in the main thread. startWorldHalf() starts a half in the calling
 // thread (the bench's same-thread modes); loaded as a worker (workerData.opalWorldHalf, through
 // startBenchWorker), it runs there and answers calls: 'cardholders' { prefix, count } -> Cardholder[] (OPAL),
 // 'usage' -> the thread's CPU ms, 'stop'. The OPAL HSM is opened in the thread that runs OPAL (HsmSpec).
@@ -14,7 +14,7 @@ import { serveBenchWorker, startBenchWorker } from '../cli/bench/payment-server-
 import { threadCpuMs } from '../cli/bench/proc-cpu.ts';
 import { initKeys } from '../cli/commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../crypto/key-set.ts';
-import { startOpalNode, startShop, type Cardholder } from './world.ts';
+import { startMerchantPart, startOpalNode, startPaymentPart, startShop, type Cardholder } from './world.ts';
 
 const root = (rel: string) => fileURLToPath(new URL(`../../${rel}`, import.meta.url));
 
@@ -36,6 +36,8 @@ export async function openBenchHsm(spec: HsmSpec): Promise<Hsm> {
 
 export type WorldHalfSpec =
   | { readonly half: 'shop'; readonly dir: string; readonly psams: number }
+  | { readonly half: 'payment'; readonly dir: string; readonly psams: number }
+  | { readonly half: 'merchant'; readonly dir: string; readonly paymentUrl: string }
   | { readonly half: 'opal'; readonly dir: string; readonly hsm: HsmSpec; readonly initialBalance: number; readonly cheapPasswords: boolean };
 
 /** A running half: its URL(s), and the calls a worker answers. */
@@ -46,14 +48,20 @@ export interface WorldHalf {
   close(): Promise<void>;
 }
 
+const noCardholders = (half: string) => () => Promise.reject(new Error(`the ${half} half has no cardholders`));
+
 export async function startWorldHalf(spec: WorldHalfSpec): Promise<WorldHalf> {
   if (spec.half === 'shop') {
     const shop = await startShop({ dir: spec.dir, psams: spec.psams });
-    return {
-      urls: { paymentUrl: shop.paymentUrl, merchantUrl: shop.merchantUrl },
-      cardholders: () => Promise.reject(new Error('the shop half has no cardholders')),
-      close: () => shop.close(),
-    };
+    return { urls: { paymentUrl: shop.paymentUrl, merchantUrl: shop.merchantUrl }, cardholders: noCardholders('shop'), close: () => shop.close() };
+  }
+  if (spec.half === 'payment') {
+    const part = await startPaymentPart({ dir: spec.dir, psams: spec.psams });
+    return { urls: { paymentUrl: part.paymentUrl }, cardholders: noCardholders('payment'), close: () => part.close() };
+  }
+  if (spec.half === 'merchant') {
+    const part = await startMerchantPart({ dir: spec.dir, paymentUrl: spec.paymentUrl });
+    return { urls: { merchantUrl: part.merchantUrl }, cardholders: noCardholders('merchant'), close: () => part.close() };
   }
   const hsm = await openBenchHsm(spec.hsm);
   try {

@@ -50,16 +50,7 @@ export interface ShopOptions {
 }
 
 /** The payment server and the merchant of the world. */
-export interface Shop {
-  readonly payment: PaymentServer;
-  readonly merchant: MerchantServer;
-  readonly psams: readonly SimulatedCard[];
-  readonly paymentUrl: string;
-  readonly merchantUrl: string;
-  /** A new order at the merchant; its payment page URL. */
-  order(sku?: string): Promise<string>;
-  close(): Promise<void>;
-}
+export type Shop = Omit<PaymentPart, 'close'> & MerchantPart;
 
 export interface OpalNodeOptions {
   /** The OPAL HSM, opened, holding the record keys (and the issuer load masters for re-credits). */
@@ -108,7 +99,15 @@ async function closeAll(closers: Array<() => Promise<void>>): Promise<void> {
   for (const c of closers.reverse()) await c().catch(() => undefined);
 }
 
-export async function startShop(o: ShopOptions): Promise<Shop> {
+/** The world's payment server (its PSAMs emulated in-process). */
+export interface PaymentPart {
+  readonly payment: PaymentServer;
+  readonly psams: readonly SimulatedCard[];
+  readonly paymentUrl: string;
+  close(): Promise<void>;
+}
+
+export async function startPaymentPart(o: ShopOptions): Promise<PaymentPart> {
   const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
   const psamProfile = loadPsamProfile(o.psamProfile ?? root('fixtures/profiles/psam-3des.json'));
   const psams = Array.from({ length: o.psams ?? 4 }, (_, i) => issuePsamCard({ ...psamProfile, psamId: `99900290000${String(20000 + i)}`, capacity: PSAM_MAX_CAPACITY }, keys).card);
@@ -131,46 +130,70 @@ export async function startShop(o: ShopOptions): Promise<Shop> {
     resolveEveryMs: o.paymentResolveEveryMs ?? 0,
     openPsam: async (r) => new EmulatorChannel(psams[Number(r.split(':')[1])]!),
   });
-  const closers: Array<() => Promise<void>> = [() => payment.close()];
   try {
-    const paymentUrl = await listen(payment.app, '127.0.0.1', 0);
-    const merchant = await createMerchantServer({
-      config: parseMerchantConfig(
-        {
-          merchantId: WORLD_MERCHANT.id,
-          name: 'OPAL world shop',
-          sharedKey: WORLD_MERCHANT.sharedKey,
-          variant: 'standard',
-          encrypted: false,
-          paymentServer: paymentUrl,
-          ...(o.opalUrl ? { opalServer: o.opalUrl } : {}),
-          currency: 978,
-          exponent: 2,
-          catalogue: WORLD_CATALOGUE,
-          benefits: [{ id: 'lounge', name: 'Lounge pass', goods: 'lounge pass L-1' }],
-        },
-        'OPAL world merchant config',
-        o.dir,
-      ),
-      dbPath: join(o.dir, 'merchant.db'),
-      logLevel: false,
-    });
-    closers.push(() => merchant.close());
+    return { payment, psams, paymentUrl: await listen(payment.app, '127.0.0.1', 0), close: () => payment.close() };
+  } catch (e) {
+    await payment.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The world's merchant, selling through the payment server at `paymentUrl`. */
+export interface MerchantPart {
+  readonly merchant: MerchantServer;
+  readonly merchantUrl: string;
+  /** A new order at the merchant; its payment page URL. */
+  order(sku?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startMerchantPart(o: Pick<ShopOptions, 'dir' | 'opalUrl'> & { readonly paymentUrl: string }): Promise<MerchantPart> {
+  const merchant = await createMerchantServer({
+    config: parseMerchantConfig(
+      {
+        merchantId: WORLD_MERCHANT.id,
+        name: 'OPAL world shop',
+        sharedKey: WORLD_MERCHANT.sharedKey,
+        variant: 'standard',
+        encrypted: false,
+        paymentServer: o.paymentUrl,
+        ...(o.opalUrl ? { opalServer: o.opalUrl } : {}),
+        currency: 978,
+        exponent: 2,
+        catalogue: WORLD_CATALOGUE,
+        benefits: [{ id: 'lounge', name: 'Lounge pass', goods: 'lounge pass L-1' }],
+      },
+      'OPAL world merchant config',
+      o.dir,
+    ),
+    dbPath: join(o.dir, 'merchant.db'),
+    logLevel: false,
+  });
+  try {
     const merchantUrl = await merchant.listen();
     return {
-      payment,
       merchant,
-      psams,
-      paymentUrl,
       merchantUrl,
       async order(sku = 'cent') {
         const r = await requestJson<{ payUrl: string }>(`${merchantUrl}/api/orders`, { method: 'POST', body: { items: [{ sku, quantity: 1 }] } });
         return r.payUrl;
       },
-      close: () => closeAll(closers),
+      close: () => merchant.close(),
     };
   } catch (e) {
-    await closeAll(closers);
+    await merchant.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The payment server, then the merchant selling through it. */
+export async function startShop(o: ShopOptions): Promise<Shop> {
+  const payment = await startPaymentPart(o);
+  try {
+    const merchant = await startMerchantPart({ dir: o.dir, paymentUrl: payment.paymentUrl, ...(o.opalUrl ? { opalUrl: o.opalUrl } : {}) });
+    return { ...payment, ...merchant, close: () => closeAll([() => payment.close(), () => merchant.close()]) };
+  } catch (e) {
+    await payment.close().catch(() => undefined);
     throw e;
   }
 }

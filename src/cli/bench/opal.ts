@@ -2,9 +2,10 @@
 // each purchase is a new order at the merchant server, then POST /v1/purchase to OPAL, which runs the client
 // library over its pseudo reader (records opened/sealed in the HSM, SQLite) against the payment server (pool of
 // emulated PSAMs, SQLite) and the merchant, all over loopback HTTP. Threads (PURSELAB_BENCH_OPAL_THREADS):
-// 'split' (default) runs the shop (payment server + merchant) in one worker thread and OPAL in another, the load
-// generator in the main thread, as separate programs would use the cores; 'opal-main' keeps OPAL in the main
-// thread; 'same' runs everything in the main thread (src/opal/world-worker.ts). Beside the rates, each thread's
+// 'split' (default) runs the payment server, the merchant and OPAL each in a worker thread of its own, the load
+// generator in the main thread, as separate programs would use the cores; 'shop-opal' runs the shop (payment
+// server + merchant) in one worker thread and OPAL in another; 'opal-main' keeps OPAL in the main thread; 'same'
+// runs everything in the main thread (src/opal/world-worker.ts). Beside the rates, each thread's
 // CPU time per purchase. Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
 // if not installed). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
@@ -22,7 +23,7 @@ import { payAtMerchant } from '../../client/pay.ts';
 import { requestJson } from '../../server/http-client.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
-import { runWorldHalf, type HsmSpec, type WorldHalfHandle } from '../../opal/world-worker.ts';
+import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
 import { threadCpuMs } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
@@ -30,15 +31,20 @@ import type { BenchContext, BenchSuite } from './suite.ts';
 const TARGET_PER_SEC = 500;
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 
-type Threads = 'split' | 'opal-main' | 'same';
-const THREADS: readonly Threads[] = ['split', 'opal-main', 'same'];
+type Threads = 'split' | 'shop-opal' | 'opal-main' | 'same';
+const THREADS: readonly Threads[] = ['split', 'shop-opal', 'opal-main', 'same'];
+const WHERE: Record<Threads, string> = {
+  split: 'payment server, merchant and OPAL each in a worker thread',
+  'shop-opal': 'shop (payment server + merchant) and OPAL each in a worker thread',
+  'opal-main': 'shop in a worker thread, OPAL in the main thread',
+  same: 'everything in the main thread',
+};
 
-/** CPU ms per purchase of each thread over one run (NaN for a thread not measured). */
-interface ThreadCpu {
-  readonly main: number;
-  readonly shop: number;
-  readonly opal: number;
-}
+/** The threads whose CPU time is reported: the main thread, and the worker threads the servers run in. */
+const CPU_THREADS = ['main', 'payment', 'merchant', 'shop', 'opal'] as const;
+
+/** CPU ms per purchase of each thread over one run (NaN for a thread not measured, or not a thread of its own). */
+type ThreadCpu = Record<(typeof CPU_THREADS)[number], number>;
 
 interface Measured {
   perSec: number;
@@ -65,11 +71,22 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     firstFailure ||= why.slice(0, 200);
   };
   try {
-    const shop = await runWorldHalf({ half: 'shop', dir, psams: concurrency }, threads !== 'same');
-    halves.push(shop);
-    const opal = await runWorldHalf({ half: 'opal', dir, hsm, initialBalance: 50_000, cheapPasswords: true }, threads === 'split');
-    halves.push(opal);
-    const merchantUrl = shop.urls.merchantUrl!;
+    // The servers, each in the thread asked for: the payment server and the merchant apart ('split') or together.
+    const parts: Partial<Record<'payment' | 'merchant' | 'shop' | 'opal', WorldHalfHandle>> = {};
+    const start = async (name: keyof typeof parts, spec: WorldHalfSpec, inWorker: boolean) => {
+      const h = await runWorldHalf(spec, inWorker);
+      halves.push(h);
+      parts[name] = h;
+      return h;
+    };
+    let merchantUrl: string;
+    if (threads === 'split') {
+      const payment = await start('payment', { half: 'payment', dir, psams: concurrency }, true);
+      merchantUrl = (await start('merchant', { half: 'merchant', dir, paymentUrl: payment.urls.paymentUrl! }, true)).urls.merchantUrl!;
+    } else {
+      merchantUrl = (await start('shop', { half: 'shop', dir, psams: concurrency }, threads !== 'same')).urls.merchantUrl!;
+    }
+    const opal = await start('opal', { half: 'opal', dir, hsm, initialBalance: 50_000, cheapPasswords: true }, threads === 'split' || threads === 'shop-opal');
     const opalUrl = opal.urls.opalUrl!;
     // The shared JSON client (node:http, keep-alive): the same one the client library uses.
     const call = <T>(url: string, body?: object, token?: string) =>
@@ -77,11 +94,12 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     const order = async () => (await call<{ payUrl: string }>(`${merchantUrl}/api/orders`, { items: [{ sku: 'cent', quantity: 1 }] })).payUrl;
     // Each run's CPU per purchase, per thread (the main thread's own, and each worker's as it reports it).
     const timed = async (count: number, fn: (w: number) => Promise<void>) => {
-      const cpu0 = await Promise.all([threadCpuMs(), shop.cpuMs(), opal.cpuMs()]);
+      const cpuNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadCpuMs() : (parts[t]?.cpuMs() ?? NaN))));
+      const cpu0 = await cpuNow();
       const run = await runConcurrently(count, concurrency, fn);
-      const cpu1 = await Promise.all([threadCpuMs(), shop.cpuMs(), opal.cpuMs()]);
-      const per = (i: number) => (cpu1[i]! - cpu0[i]!) / count;
-      return { ...run, cpu: { main: per(0), shop: per(1), opal: per(2) } };
+      const cpu1 = await cpuNow();
+      const cpu = Object.fromEntries(CPU_THREADS.map((t, i) => [t, (cpu1[i]! - cpu0[i]!) / count])) as ThreadCpu;
+      return { ...run, cpu };
     };
 
     // Floor: the client library over in-process cards in the main thread, same servers, same concurrency.
@@ -135,7 +153,7 @@ function softHsm(): { spec: HsmSpec; remove: () => void } | { skip: string } {
 }
 
 const cpuText = (c: ThreadCpu): string =>
-  (['main', 'shop', 'opal'] as const)
+  CPU_THREADS
     .filter((k) => Number.isFinite(c[k]))
     .map((k) => `${k} ${fmt(c[k])}`)
     .join(', ');
@@ -144,7 +162,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   const ratio = m.floorPerSec / m.perSec;
   const met = target === undefined ? undefined : m.perSec >= target && m.failures === 0 && m.valueOk;
   if (!ctx.json) {
-    const where = threads === 'split' ? 'shop and OPAL each in a worker thread' : threads === 'opal-main' ? 'shop in a worker thread, OPAL in the main thread' : 'everything in the main thread';
+    const where = WHERE[threads];
     ctx.io.out(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
     ctx.io.out(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
     ctx.io.out(`      (${warmUpText(m.floorWarm, 'purchases')})`);
@@ -158,7 +176,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     [`${name}.p50Ms`]: Number(m.lat.medianMs.toFixed(2)),
     [`${name}.p99Ms`]: Number(m.lat.p99Ms.toFixed(2)),
     ...Object.fromEntries(
-      (['main', 'shop', 'opal'] as const)
+      CPU_THREADS
         .filter((k) => Number.isFinite(m.cpu[k]))
         .flatMap((k) => [
           [`${name}.cpuMs.${k}`, Number(m.cpu[k].toFixed(3))],

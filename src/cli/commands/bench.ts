@@ -29,7 +29,7 @@ export const benchCommand: CliCommand = {
       '  PURSELAB_BENCH_VARIANTS=standard   payment: only the standard variant',
       '  PURSELAB_BENCH_SAME_THREAD=1       payment: the server in the bench thread, not a worker',
       '  PURSELAB_BENCH_CLIENT_THREADS=N    payment: cardholders spread over N worker threads (default 0)',
-      '  PURSELAB_BENCH_OPAL_THREADS=split|opal-main|same   opal: how the servers share threads (default split)',
+      '  PURSELAB_BENCH_OPAL_THREADS=split|shop-opal|opal-main|same   opal: how the servers share threads (default split: one each)',
       '  NODE_OPTIONS=--openssl-legacy-provider   needed for the SoftHSM2 parts (single DES)',
     ].join('\n');
   },
