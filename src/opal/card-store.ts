@@ -23,6 +23,7 @@ import '../../card-applet-sim/applets/index.ts'; // registers the purse applet t
 import type { PaymentOps } from '../../hsm-bridge/payment.ts';
 import { PurselabError } from '../errors.ts';
 import type { Statement } from 'better-sqlite3';
+import { GroupCommit } from '../store/group-commit.ts';
 import type { SqliteDatabase } from '../store/sqlite.ts';
 import { maskCardId } from '../terminal/amount.ts';
 import { LruCache } from '../lru.ts';
@@ -44,6 +45,8 @@ export interface CardStoreOptions {
   readonly lockTimeoutMs?: number;
   /** How many live cards to keep between sessions (default DEFAULT_LIVE_CARDS; 0: none, always open in the HSM). */
   readonly liveCards?: number;
+  /** Shared with the other stores on this database, so a turn's writes go in one COMMIT (default: its own). */
+  readonly commits?: GroupCommit;
   /** Test hook: called after the new record is sealed, before the row is written (a crash here loses nothing). */
   readonly beforeWrite?: (cardId: string, version: number) => void | Promise<void>;
 }
@@ -132,6 +135,7 @@ export class VirtualCardStore {
   private readonly beforeWrite: CardStoreOptions['beforeWrite'];
   /** Live cards between sessions; null marks one a session left unusable (forgotten). */
   private readonly live: LruCache<string, LiveCard | null> | undefined;
+  private readonly commits: GroupCommit;
   private readonly stmt: {
     insert: Statement<unknown[]>;
     get: Statement<unknown[]>;
@@ -143,6 +147,7 @@ export class VirtualCardStore {
     this.ops = options.ops;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     this.beforeWrite = options.beforeWrite;
+    this.commits = options.commits ?? new GroupCommit(this.db, 'the virtual card store');
     const liveCards = options.liveCards ?? DEFAULT_LIVE_CARDS;
     this.live = liveCards > 0 ? new LruCache(liveCards) : undefined;
     this.stmt = {
@@ -266,7 +271,7 @@ export class VirtualCardStore {
     const next = version + 1;
     const sealed = await this.seal(cardId, next, card);
     await this.beforeWrite?.(cardId, next);
-    const r = this.stmt.update.run(sealed, next, new Date().toISOString(), cardId, version);
+    const r = await this.commits.write(() => this.stmt.update.run(sealed, next, new Date().toISOString(), cardId, version));
     if (r.changes !== 1) {
       throw new OpalError('OPAL_CARD_CONFLICT', `virtual card ${maskCardId(cardId)} changed underneath this session (expected version ${version}): the command is not completed`);
     }

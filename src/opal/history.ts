@@ -6,6 +6,7 @@
 
 import type { Statement } from 'better-sqlite3';
 import type { PaymentOps } from '../../hsm-bridge/payment.ts';
+import { GroupCommit } from '../store/group-commit.ts';
 import type { SqliteDatabase } from '../store/sqlite.ts';
 import { OpalError } from './errors.ts';
 
@@ -26,11 +27,15 @@ export class HistoryStore {
   private readonly upd: Record<HistoryTable, Statement<unknown[]>>;
   private readonly list: Record<HistoryTable, Statement<unknown[]>>;
   private readonly one: Record<HistoryTable, Statement<unknown[]>>;
+  private readonly commits: GroupCommit;
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly ops: PaymentOps,
+    /** Shared with the other stores on this database, so a turn's writes go in one COMMIT (default: its own). */
+    commits?: GroupCommit,
   ) {
+    this.commits = commits ?? new GroupCommit(db, 'the OPAL history');
     this.ins = {
       purchase: db.prepare('INSERT INTO opal_purchases (card_id, bin, kind, status, at, sealed) VALUES (?, ?, ?, ?, ?, ?)'),
       load: db.prepare("INSERT INTO opal_loads (card_id, bin, status, at, sealed) VALUES (?, ?, ?, ?, ?)"),
@@ -48,23 +53,25 @@ export class HistoryStore {
     const sealed = await this.seal(cardId, detail);
     const at = new Date().toISOString();
     const bin = cardId.slice(0, 6);
-    const r =
+    const r = await this.commits.write(() =>
       table === 'purchase'
         ? this.ins.purchase.run(cardId, bin, kind, 'started', at, sealed)
         : table === 'load'
           ? this.ins.load.run(cardId, bin, 'started', at, sealed)
-          : this.ins.recredit.run(cardId, bin, purchaseId ?? null, 'started', at, sealed);
+          : this.ins.recredit.run(cardId, bin, purchaseId ?? null, 'started', at, sealed),
+    );
     return Number(r.lastInsertRowid);
   }
 
   /** Set a row's final status and sealed detail. */
   async finish(table: HistoryTable, id: number, cardId: string, status: string, detail: Record<string, unknown>): Promise<void> {
-    this.upd[table].run(status, await this.seal(cardId, detail), id, cardId);
+    const sealed = await this.seal(cardId, detail);
+    await this.commits.write(() => this.upd[table].run(status, sealed, id, cardId));
   }
 
   /** Re-seal a row's detail, keeping its status (a flow recording what it learnt, e.g. the load's txn id). */
   async note(table: HistoryTable, id: number, cardId: string, status: string, detail: Record<string, unknown>): Promise<void> {
-    this.upd[table].run(status, await this.seal(cardId, detail), id, cardId);
+    await this.finish(table, id, cardId, status, detail);
   }
 
   /** Rows still 'started' (their flow was cut by a crash), opened in the HSM. */

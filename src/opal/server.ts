@@ -23,6 +23,7 @@ import { PurselabError } from '../errors.ts';
 import { ENVELOPE_SCHEMA, type Envelope } from '../protocol/envelope.ts';
 import { OpalError } from './errors.ts';
 import { createServerApp, HttpError, listen } from '../server/app.ts';
+import { GroupCommit } from '../store/group-commit.ts';
 import { openSqlite, type SqliteDatabase } from '../store/sqlite.ts';
 import { maskCardId } from '../terminal/amount.ts';
 import { VirtualCardStore } from './card-store.ts';
@@ -91,9 +92,10 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
   const db = openSqlite(o.dbPath, { component: OPAL_COMPONENT, migrations: OPAL_MIGRATIONS });
   const ops = paymentOps(hsm);
   const app = createServerApp({ name: 'opal', logLevel: o.logLevel ?? 'info', ...(o.logStream ? { logStream: o.logStream } : {}) });
-  const cards = new VirtualCardStore({ db, ops, ...(o.beforeCardWrite ? { beforeWrite: o.beforeCardWrite } : {}) });
+  const commits = new GroupCommit(db, 'the OPAL database');
+  const cards = new VirtualCardStore({ db, ops, commits, ...(o.beforeCardWrite ? { beforeWrite: o.beforeCardWrite } : {}) });
   const users = new UserStore({ db, hsm, ops, scrypt: config.scrypt, lockout: config.lockout, sessionSeconds: config.sessionSeconds });
-  const history = new HistoryStore(db, ops);
+  const history = new HistoryStore(db, ops, commits);
   const linkHex = config.issuerLinkKeyEnv ? process.env[config.issuerLinkKeyEnv] : undefined;
   if (linkHex !== undefined && !/^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{48})$/.test(linkHex)) throw new OpalError('OPAL_CONFIG', `${config.issuerLinkKeyEnv} must hold the issuer link key as 32 or 48 hex digits`);
   const issuerLinkKey = o.issuerLinkKey ?? (linkHex ? Buffer.from(linkHex, 'hex') : undefined);
@@ -227,6 +229,7 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
       if (closed) return;
       closed = true;
       await app.close();
+      commits.flush(); // writes still queued are committed (their callers settled) before the database closes
       db.close();
     },
   };

@@ -2,6 +2,7 @@
 // goods, one per order at most. An async interface, so a PostgreSQL version can replace the SQLite one
 // without touching the routes. A release is one transaction: the release row and the order's status together.
 
+import { GroupCommit } from '../../store/group-commit.ts';
 import { openSqlite, type Migration, type SqliteDatabase } from '../../store/sqlite.ts';
 import { PurselabError } from '../../errors.ts';
 import type { OrderKind } from '../../protocol/payment-messages.ts';
@@ -151,9 +152,12 @@ const releaseOf = (r: ReleaseRow): Release => ({
 class SqliteMerchantStore implements MerchantStore {
   private readonly db: SqliteDatabase;
   private readonly q;
+  /** Writes of the same turn share one transaction and one COMMIT (src/store/group-commit.ts). */
+  private readonly commits: GroupCommit;
 
   constructor(db: SqliteDatabase) {
     this.db = db;
+    this.commits = new GroupCommit(db, 'the merchant store');
     this.q = {
       insertOrder: db.prepare(
         `INSERT INTO merchant_orders (txn_id, kind, amount, currency, exponent, lines, benefit, description, issued_at, expires_at, tsk)
@@ -173,7 +177,7 @@ class SqliteMerchantStore implements MerchantStore {
   }
 
   async createOrder(o: Omit<StoredOrder, 'status' | 'declineReason'>): Promise<void> {
-    this.q.insertOrder.run({
+    const row = {
       txn_id: o.txnId,
       kind: o.kind,
       amount: o.amount,
@@ -185,7 +189,8 @@ class SqliteMerchantStore implements MerchantStore {
       issued_at: o.issuedAt,
       expires_at: o.expiresAt,
       tsk: o.tsk ?? null,
-    });
+    };
+    await this.commits.write(() => this.q.insertOrder.run(row));
   }
 
   async getOrder(txnId: string): Promise<StoredOrder | undefined> {
@@ -194,7 +199,7 @@ class SqliteMerchantStore implements MerchantStore {
   }
 
   async release(r: Release): Promise<{ release: Release; fresh: boolean }> {
-    return this.db.transaction(() => {
+    return this.commits.write(() => {
       const existing = this.q.release.get(r.txnId) as ReleaseRow | undefined;
       if (existing) return { release: releaseOf(existing), fresh: false };
       const other = this.q.releaseByPayment.get(r.paymentId) as ReleaseRow | undefined;
@@ -202,11 +207,11 @@ class SqliteMerchantStore implements MerchantStore {
       this.q.insertRelease.run({ txn_id: r.txnId, payment_id: r.paymentId, status: r.status, verified_by: r.verifiedBy, card: r.card, goods: r.goods, released_at: r.releasedAt });
       this.q.setStatus.run(r.status, r.txnId);
       return { release: r, fresh: true };
-    }).immediate();
+    });
   }
 
   async decline(txnId: string, reason: string): Promise<void> {
-    this.q.decline.run(reason, txnId);
+    await this.commits.write(() => this.q.decline.run(reason, txnId));
   }
 
   async getRelease(txnId: string): Promise<Release | undefined> {
@@ -219,6 +224,7 @@ class SqliteMerchantStore implements MerchantStore {
   }
 
   async close(): Promise<void> {
+    this.commits.flush(); // queued writes are committed (their callers settled) before the database closes
     if (this.db.open) this.db.close();
   }
 }

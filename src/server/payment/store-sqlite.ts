@@ -2,6 +2,7 @@
 // short transaction; a state transition checks the current state inside its write, so two racing requests
 // cannot both move a payment. The SQL stays in this file (PaymentStore in store.ts is what the flows see).
 
+import { GroupCommit } from '../../store/group-commit.ts';
 import { openSqlite, type Migration, type SqliteDatabase } from '../../store/sqlite.ts';
 import {
   DuplicateTransactionError,
@@ -209,13 +210,6 @@ const toRecredit = (r: Row): RecreditRecord => ({
 
 const sqlValue = (v: unknown): unknown => (typeof v === 'boolean' ? (v ? 1 : 0) : v);
 
-/** A queued write: run inside the next group commit; settled once that commit is done. */
-interface QueuedWrite {
-  readonly run: () => unknown;
-  readonly resolve: (v: unknown) => void;
-  readonly reject: (e: unknown) => void;
-}
-
 export class SqlitePaymentStore implements PaymentStore {
   readonly db: SqliteDatabase;
   private readonly stmt: {
@@ -227,10 +221,8 @@ export class SqlitePaymentStore implements PaymentStore {
   };
   private readonly transitionCache = new Map<string, import('better-sqlite3').Statement>();
   private readonly patchCache = new Map<string, import('better-sqlite3').Statement>();
-  /** One transaction wrapper for everything: BEGIN/COMMIT at the top level, a SAVEPOINT when nested. */
-  private readonly inTransaction: <T>(fn: () => T) => T;
-  private queue: QueuedWrite[] = [];
-  private flushScheduled = false;
+  /** Writes of the same turn share one transaction and one COMMIT (src/store/group-commit.ts). */
+  private readonly commits: GroupCommit;
 
   constructor(path: string) {
     this.db = openSqlite(path, { component: 'payment', migrations: PAYMENT_MIGRATIONS });
@@ -245,76 +237,12 @@ export class SqlitePaymentStore implements PaymentStore {
       ledgerInsert: this.db.prepare(`INSERT INTO ledger (payment_id, merchant_id, txn_id, kind, amount, currency, exponent, psam_id, psam_txn, completed_at)
         VALUES (@paymentId, @merchantId, @txnId, @kind, @amount, @currency, @exponent, @psamId, @psamTxn, @completedAt)`),
     };
-    const tx = this.db.transaction((fn: () => unknown) => fn());
-    this.inTransaction = tx as <T>(fn: () => T) => T;
+    this.commits = new GroupCommit(this.db, 'the payment store');
   }
 
-  /**
-   * Group commit: writes asked for in the same turn of the event loop (concurrent payments) are applied in one
-   * SQLite transaction (when one of them fails, the group is redone with each write in its own SAVEPOINT, so
-   * one failing write undoes only itself; see flush()), and every caller's
-   * promise settles only after that COMMIT. So "saved before the next step" still holds for each caller: it
-   * cannot go on until its write is durable (as durable as synchronous=NORMAL makes it).
-   */
+  /** Run `run` in the next group commit; settles once it is committed (see GroupCommit). */
   private write<T>(run: () => T): Promise<T> {
-    if (!this.db.open) return Promise.reject(new Error('the payment store is closed'));
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  /** Apply and commit every queued write (see write()). */
-  private flush(): void {
-    this.flushScheduled = false;
-    const batch = this.queue;
-    if (!batch.length) return;
-    this.queue = [];
-    if (batch.length === 1) {
-      const w = batch[0]!;
-      let v: unknown;
-      try {
-        v = this.inTransaction(w.run);
-      } catch (e) {
-        w.reject(e);
-        return;
-      }
-      w.resolve(v);
-      return;
-    }
-    // Fast path: the whole group in one transaction without savepoints. If any write throws (a replayed
-    // draw's UNIQUE violation, say), the transaction rolls back whole and the group is redone below with a
-    // SAVEPOINT per write, so the failing write undoes only itself. The writes only run SQL, so running them
-    // again after the rollback gives what running them once would have.
-    let values: unknown[] | undefined;
-    try {
-      values = this.inTransaction(() => batch.map((w) => w.run()));
-    } catch {
-      values = undefined;
-    }
-    if (values) {
-      batch.forEach((w, i) => w.resolve(values[i]));
-      return;
-    }
-    const outcomes: { ok: boolean; v: unknown }[] = [];
-    try {
-      this.inTransaction(() => {
-        for (const w of batch) {
-          try {
-            outcomes.push({ ok: true, v: this.inTransaction(w.run) });
-          } catch (e) {
-            outcomes.push({ ok: false, v: e });
-          }
-        }
-      });
-    } catch (e) {
-      for (const w of batch) w.reject(e); // the COMMIT itself failed: nothing of the batch is saved
-      return;
-    }
-    batch.forEach((w, i) => (outcomes[i]!.ok ? w.resolve(outcomes[i]!.v) : w.reject(outcomes[i]!.v)));
+    return this.commits.write(run);
   }
 
   private logSync(paymentId: string | null, type: string, detail: Record<string, unknown> = {}, at = new Date().toISOString()): void {
@@ -482,7 +410,7 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async close(): Promise<void> {
-    this.flush(); // writes still queued are committed (their callers are settled) before the database closes
+    this.commits.flush(); // writes still queued are committed (their callers are settled) before the database closes
     if (this.db.open) this.db.close();
   }
 }
