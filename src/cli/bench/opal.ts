@@ -125,7 +125,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       }
     };
     // Each warmed until its rate stops improving (V8's optimizing compiler done), then measured.
-    const warmOf = (fn: (w: number) => Promise<void>) => warmUntilSteady(async (n) => (await runConcurrently(n, concurrency, fn)).elapsedMs, { roundSize: 300 });
+    const warmOf = (fn: (w: number) => Promise<void>) => warmUntilSteady(async (n) => (await runConcurrently(n, concurrency, fn)).elapsedMs, { roundSize: 600 });
     const floorWarm = await warmOf(direct);
     const floor = await timed(total, direct);
     const warm = await warmOf(viaOpal);
