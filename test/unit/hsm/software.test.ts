@@ -93,6 +93,29 @@ describe('software key store', () => {
     await b.close();
   });
 
+  it('derived card keys: kept per master and card, never mixed up, and the same as a fresh HSM derives', async () => {
+    const path = storePath();
+    const hsm = new SoftwareHsm({ path, create: true, passphrase: 'pw', scrypt });
+    await hsm.open();
+    await hsm.generateKey({ label: 'master', version: 1 }, 'AES-128', ['derive']);
+    await hsm.generateKey({ label: 'master', version: 2 }, 'AES-128', ['derive']);
+    const card = (n: number) => Buffer.from(`99900100000000${String(n).padStart(2, '0')}`, 'hex');
+    const data = Buffer.from('the same data');
+    const mac = (version: number, n: number) => hsm.macGenerate({ master: { label: 'master', version }, cardId: card(n) }, 'AES-CMAC', data);
+    // Interleaved: two masters, two cards, each asked twice.
+    const first = [await mac(1, 1), await mac(2, 1), await mac(1, 2), await mac(2, 2)];
+    const again = [await mac(1, 1), await mac(2, 1), await mac(1, 2), await mac(2, 2)];
+    expect(again).toEqual(first);
+    expect(new Set(first.map((m) => m.toString('hex'))).size).toBe(4);
+    // A second instance on the same store (nothing cached) derives the same keys.
+    const fresh = new SoftwareHsm({ path, passphrase: 'pw' });
+    await fresh.open();
+    const freshMac = (version: number, n: number) => fresh.macGenerate({ master: { label: 'master', version }, cardId: card(n) }, 'AES-CMAC', data);
+    expect([await freshMac(1, 1), await freshMac(2, 1), await freshMac(1, 2), await freshMac(2, 2)]).toEqual(first);
+    await fresh.close();
+    await hsm.close();
+  });
+
   it('refuses to work before open and after close', async () => {
     const h = SoftwareHsm.inMemory();
     expect(await codeOf(h.listKeys())).toBe('HSM_NOT_OPEN');
