@@ -13,7 +13,7 @@ import { softwareIssuer } from '../commands/hsm-init.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
 import { benchKeys, benchWorld, startBenchCards } from './purchase-cards.ts';
-import { fmt, rate, summarize } from './stats.ts';
+import { fmt, rate, summarize, warmUntilSteady, warmUpText, type WarmUp } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
 const TARGET_PURCHASES_PER_SEC = 5_000;
@@ -146,6 +146,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
   const thread = benchCardsThread();
   const n = Math.max(20, Math.round(300 * ctx.scale));
   const perSuite: Record<string, PcscSuiteResult> = {};
+  const warm: Record<string, WarmUp> = {};
   for (const suite of ['3des', 'aes'] as const) {
     const cards = await startBenchCards(suite, free, thread);
     try {
@@ -154,7 +155,12 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
       const psam = await pcsc.openPcscChannel(free[1]!.reader);
       const chans = [card, psam] as const;
       try {
-        for (let i = 0; i < Math.min(10, n); i++) await purchase(card, psam, { amount: 1, ...AT });
+        // Warm up until the rate stops improving (V8's optimizing compiler done with the host and card paths).
+        warm[suite] = await warmUntilSteady(async (m) => {
+          const t0 = process.hrtime.bigint();
+          for (let i = 0; i < m; i++) await purchase(card, psam, { amount: 1, ...AT });
+          return Number(process.hrtime.bigint() - t0) / 1e6;
+        }, { roundSize: Math.max(20, Math.round(200 * ctx.scale)) });
         // Record one purchase's APDUs (both cards, in order) to build the floor from.
         await cards.startRecording();
         await purchase(card, psam, { amount: 1, ...AT });
@@ -164,7 +170,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
           for (const [who, cmd] of seq) await chans[who].transmitRaw(cmd);
         };
         cards.setFloor(true);
-        for (let i = 0; i < Math.min(10, n); i++) await floorOnce();
+        for (let i = 0; i < warm[suite].roundSize; i++) await floorOnce();
         cards.setFloor(false);
 
         const lat: number[] = [];
@@ -207,7 +213,8 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
     io.out(`  over pcscd + vpcd (${free[0]!.reader} + ${free[1]!.reader}; quickack route ${quickack === true ? 'on' : quickack === false ? 'OFF: ~40 ms stalls per APDU' : 'unknown'}), ${n} purchases per card suite,`);
     io.out('  each followed or preceded by the floor: the same APDUs (sizes, order, readers) answered at once by do-nothing');
     io.out('  stand-ins with answers of the same lengths. "emulator" = time inside SimulatedCard.transmit of card + PSAM');
-    io.out('  (card OS + applets + their crypto; not vpcd framing, sockets, pcscd or the host), per purchase:');
+    io.out('  (card OS + applets + their crypto; not vpcd framing, sockets, pcscd or the host), per purchase');
+    io.out(`  (${warmUpText(warm['3des']!, 'purchases')} for the 3DES card, ${warm['aes']!.rounds} rounds for the AES card; the floor then as many times as a round):`);
     for (const [name, r] of [['3DES', d], ['AES ', a]] as const) {
       io.out(`    ${name} card: purchase median ${fmt(r.lat.medianMs)} ms (p99 ${fmt(r.lat.p99Ms)} ms, ${r.apdus.toFixed(0)} APDUs); floor median ${fmt(r.floor.medianMs)} ms;`);
       io.out(`          emulator median ${fmt(r.emu.medianMs * 1000)} us (mean ${fmt(r.emu.meanMs * 1000)} us) = ${(share(r) * 100).toFixed(1)}% of the floor`);
