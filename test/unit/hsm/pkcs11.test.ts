@@ -255,9 +255,12 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
       expect(missing).toBeInstanceOf(HsmKeyNotFoundError);
       expect(missing).toMatchObject({ code: 'HSM_KEY_NOT_FOUND', label: 'no-such-master', version: 3 });
       // a process killed under a call: that call fails HSM_DEVICE, nothing is repeated, the next calls work
+      // (The processes are stopped first, so the calls they are sent are still theirs when the kill lands.)
       const pids = h.sessionProcessPids;
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
       const fresh = freshCards(4);
       const calls = fresh.map((c) => h.keyCheckValue({ master: REFS.aesMaster, cardId: c }).catch((e: unknown) => e));
+      await new Promise((r) => setImmediate(r)); // the turn's calls are shared out: all but one go to the stopped processes
       for (const pid of pids) process.kill(pid, 'SIGKILL');
       const results = await Promise.all(calls);
       expect(results.some((r) => (r as { code?: string }).code === 'HSM_DEVICE')).toBe(true);
