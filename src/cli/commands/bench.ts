@@ -1,6 +1,7 @@
 // `purselab bench [SUITE...]`: runs the benchmark suites and prints their figures (or JSON).
 
 import { benchSuites } from '../bench/index.ts';
+import { referenceLoopMs } from '../bench/machine-speed.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
 
 export const benchCommand: CliCommand = {
@@ -44,6 +45,9 @@ export const benchCommand: CliCommand = {
     const ctx = { io, scale: values.quick ? 0.1 : 1, json: values.json === true };
     const results: Record<string, Record<string, number | string | boolean>> = {};
     const failed: string[] = [];
+    const loopMs = referenceLoopMs();
+    results['machine'] = { referenceLoopMs: Number(loopMs.toFixed(1)) };
+    if (!ctx.json) io.out(`machine speed: a fixed JavaScript loop (10^8 iterations) took ${loopMs.toFixed(0)} ms (on a shared machine every rate below moves with it: compare runs by it)`);
     for (const suite of selected) {
       if (!ctx.json) io.out(`== ${suite.name}: ${suite.summary}`);
       try {
