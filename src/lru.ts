@@ -22,6 +22,11 @@ export class LruCache<K, V> {
     if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value!);
   }
 
+  /** Forget `key` (true if it was there). */
+  delete(key: K): boolean {
+    return this.map.delete(key);
+  }
+
   get size(): number {
     return this.map.size;
   }

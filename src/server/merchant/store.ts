@@ -2,6 +2,7 @@
 // goods, one per order at most. An async interface, so a PostgreSQL version can replace the SQLite one
 // without touching the routes. A release is one transaction: the release row and the order's status together.
 
+import { LruCache } from '../../lru.ts';
 import { GroupCommit } from '../../store/group-commit.ts';
 import { openSqlite, type Migration, type SqliteDatabase } from '../../store/sqlite.ts';
 import { PurselabError } from '../../errors.ts';
@@ -154,6 +155,12 @@ class SqliteMerchantStore implements MerchantStore {
   private readonly q;
   /** Writes of the same turn share one transaction and one COMMIT (src/store/group-commit.ts). */
   private readonly commits: GroupCommit;
+  /**
+   * Orders created here, as stored, until their status changes (a release or decline drops the entry, so the
+   * next read is the row): a purchase reads its order twice (the page, the status check) right after making it.
+   * As the payment store, this assumes one merchant server per database.
+   */
+  private readonly recent = new LruCache<string, StoredOrder>(1024);
 
   constructor(db: SqliteDatabase) {
     this.db = db;
@@ -191,14 +198,18 @@ class SqliteMerchantStore implements MerchantStore {
       tsk: o.tsk ?? null,
     };
     await this.commits.write(() => this.q.insertOrder.run(row));
+    this.recent.set(o.txnId, orderOf({ ...row, status: 'pending', decline_reason: null }));
   }
 
   async getOrder(txnId: string): Promise<StoredOrder | undefined> {
+    const kept = this.recent.get(txnId);
+    if (kept) return kept;
     const r = this.q.order.get(txnId) as OrderRow | undefined;
     return r && orderOf(r);
   }
 
   async release(r: Release): Promise<{ release: Release; fresh: boolean }> {
+    this.recent.delete(r.txnId);
     return this.commits.write(() => {
       const existing = this.q.release.get(r.txnId) as ReleaseRow | undefined;
       if (existing) return { release: releaseOf(existing), fresh: false };
@@ -211,6 +222,7 @@ class SqliteMerchantStore implements MerchantStore {
   }
 
   async decline(txnId: string, reason: string): Promise<void> {
+    this.recent.delete(txnId);
     await this.commits.write(() => this.q.decline.run(reason, txnId));
   }
 

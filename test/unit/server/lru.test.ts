@@ -17,4 +17,15 @@ describe('LruCache', () => {
     expect(c.get('a')).toBeUndefined();
     expect([c.get('c'), c.get('d'), c.size]).toEqual([30, 4, 2]);
   });
+
+  it('delete forgets one entry and says whether it was there', () => {
+    const c = new LruCache<string, number>(2);
+    c.set('a', 1);
+    c.set('b', 2);
+    expect(c.delete('a')).toBe(true);
+    expect(c.delete('a')).toBe(false);
+    expect([c.get('a'), c.get('b'), c.size]).toEqual([undefined, 2, 1]);
+    c.set('c', 3); // room for it without forgetting b
+    expect([c.get('b'), c.get('c')]).toEqual([2, 3]);
+  });
 });
