@@ -80,7 +80,8 @@ export class UserStore {
       ok: db.prepare('UPDATE opal_users SET failed_logins = 0 WHERE user_ref = ?'),
       setPassword: db.prepare('UPDATE opal_users SET password_hash = ?, otp_hash = NULL, must_change = 0 WHERE user_ref = ?'),
       session: db.prepare('INSERT INTO opal_sessions (token_hash, user_ref, expires_at) VALUES (?, ?, ?)'),
-      findSession: db.prepare('SELECT s.expires_at, u.* FROM opal_sessions s JOIN opal_users u ON u.user_ref = s.user_ref WHERE s.token_hash = ?'),
+      // Only what a session needs: not the password hashes, nor the sealed profile (a blob copied out per request).
+      findSession: db.prepare('SELECT s.expires_at, u.user_ref, u.bin, u.card_id, u.must_change FROM opal_sessions s JOIN opal_users u ON u.user_ref = s.user_ref WHERE s.token_hash = ?'),
       dropSession: db.prepare('DELETE FROM opal_sessions WHERE token_hash = ?'),
       dropSessions: db.prepare('DELETE FROM opal_sessions WHERE user_ref = ?'),
     };
@@ -148,7 +149,7 @@ export class UserStore {
 
   /** The user of a session token; OPAL_SESSION_INVALID when unknown or expired. */
   session(token: string): UserRow {
-    const row = this.q.findSession.get(sha256(token)) as (DbUser & { expires_at: number }) | undefined;
+    const row = this.q.findSession.get(sha256(token)) as (SessionUser & { expires_at: number }) | undefined;
     if (!row || row.expires_at <= this.now()) {
       if (row) this.q.dropSession.run(sha256(token));
       throw new OpalError('OPAL_SESSION_INVALID', 'not logged in (or the session expired): log in again');
@@ -196,6 +197,9 @@ export class UserStore {
   }
 }
 
-function toUserRow(row: DbUser): UserRow {
+/** The columns of a user that a session carries. */
+type SessionUser = Pick<DbUser, 'user_ref' | 'bin' | 'card_id' | 'must_change'>;
+
+function toUserRow(row: SessionUser): UserRow {
   return { userRef: row.user_ref, bin: row.bin, cardId: row.card_id, mustChange: row.must_change === 1 };
 }
