@@ -1,6 +1,7 @@
 // A fixed amount of plain JavaScript work, timed: the bench prints it first, so each run's rates can be read
 // against how fast the machine was at that moment. The shared 2-vCPU machine this project is measured on
-// changes speed from one hour to the next (a fixed loop has taken from 0.78 to 1.57 s), and every rate with it.
+// changes speed from one hour to the next (this loop took 162-188 ms in its fast hours, up to 386 ms in its
+// slow ones), and every rate with it.
 
 /** Milliseconds for 10^8 iterations of a small integer loop (the best of three, after one to warm up). */
 export function referenceLoopMs(): number {

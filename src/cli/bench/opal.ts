@@ -63,7 +63,9 @@ interface Measured {
 /** One backend: the shop and OPAL (threads as asked), N logged-in cardholders, the floor then the OPAL run; value checked after. */
 async function measure(hsm: HsmSpec, total: number, concurrency: number, threads: Threads): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-opal-'));
-  const halves: WorldHalfHandle[] = [];
+  // The servers, each in the thread asked for: the payment server and the merchant apart ('split') or together.
+  // Closed in the reverse of the order they started in (insertion order).
+  const parts: Partial<Record<'payment' | 'merchant' | 'shop' | 'opal', WorldHalfHandle>> = {};
   let failures = 0;
   let firstFailure = '';
   const fail = (why: string) => {
@@ -71,14 +73,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     firstFailure ||= why.slice(0, 200);
   };
   try {
-    // The servers, each in the thread asked for: the payment server and the merchant apart ('split') or together.
-    const parts: Partial<Record<'payment' | 'merchant' | 'shop' | 'opal', WorldHalfHandle>> = {};
-    const start = async (name: keyof typeof parts, spec: WorldHalfSpec, inWorker: boolean) => {
-      const h = await runWorldHalf(spec, inWorker);
-      halves.push(h);
-      parts[name] = h;
-      return h;
-    };
+    const start = async (name: keyof typeof parts, spec: WorldHalfSpec, inWorker: boolean) => (parts[name] = await runWorldHalf(spec, inWorker));
     let merchantUrl: string;
     if (threads === 'split') {
       const payment = await start('payment', { half: 'payment', dir, psams: concurrency }, true);
@@ -88,7 +83,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     }
     const opal = await start('opal', { half: 'opal', dir, hsm, initialBalance: 50_000, cheapPasswords: true }, threads === 'split' || threads === 'shop-opal');
     const opalUrl = opal.urls.opalUrl!;
-    // The shared JSON client (node:http, keep-alive): the same one the client library uses.
+    // The shared JSON client (undici, keep-alive): the same one the client library uses.
     const call = <T>(url: string, body?: object, token?: string) =>
       requestJson<T>(url, { ...(body ? { body } : {}), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     const order = async () => (await call<{ payUrl: string }>(`${merchantUrl}/api/orders`, { items: [{ sku: 'cent', quantity: 1 }] })).payUrl;
@@ -138,7 +133,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     }
     return { perSec: (total * 1000) / run.elapsedMs, lat: summarize(run.samples), cpu: run.cpu, warm, floorPerSec: (total * 1000) / floor.elapsedMs, floorLat: summarize(floor.samples), floorCpu: floor.cpu, floorWarm, failures, firstFailure, valueOk };
   } finally {
-    for (const h of halves.reverse()) await h.close().catch(() => undefined);
+    for (const h of Object.values(parts).reverse()) await h.close().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
 }
