@@ -4,9 +4,9 @@
 //     wrapper) on the same token and key objects. Ratio = backend / raw median latency (target <= 1.3x,
 //     on the default 'auto' calls, whose lone caller takes the synchronous path).
 //   - software: the src/crypto call on the clear key (what the backend wraps).
-// Then concurrency: 1, 4 and 8 callers, ops/s and how many cores the process kept busy (all its threads,
-// plus its session processes), of which the main JS thread, and the whole machine (other processes
-// included); target for PKCS#11 'auto' (per target: plain, 1 and 2 session processes): >= 90% of the cores
+// Then concurrency: 1, 4 and 8 callers in interleaved rounds, ops/s and how many cores the process kept busy
+// (all its threads, plus its session processes), of which the main JS thread, and the whole machine (other
+// processes included), and the speed-up over the lone caller (median of the rounds' own ratios); target for PKCS#11 'auto' (per target: plain, 1 and 2 session processes): >= 90% of the cores
 // busy with 4 and 8 callers, with real work (4 callers make at least the lone caller's ops/s). The load
 // average is printed before and after.
 // PURSELAB_BENCH_HSM_TARGETS='(auto)|(sync)' (substrings of the target names, separated by |) measures only those.
@@ -30,7 +30,7 @@ import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse
 import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
-import { fmt, summarize, timeCalls } from './stats.ts';
+import { fmt, percentile, summarize, timeCalls } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
 /** One measured operation: what to call on an Hsm, and (optionally) its floor for a target. */
@@ -305,7 +305,7 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
       let floorText = '';
       if (floor) {
         const f = summarize(flat);
-        const rt = [...ratios].sort((x, y) => x - y)[Math.floor(ratios.length / 2)]!;
+        const rt = percentile(ratios, 50);
         figures[`${p}.floorOpsPerSec`] = Math.round(1000 / f.meanMs);
         figures[`${p}.floorMedianUs`] = Math.round(f.medianMs * 1000);
         figures[`${p}.ratio`] = Number(rt.toFixed(2));
@@ -323,48 +323,55 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
       await Promise.all(Array.from({ length: 4 }, async () => {
         while (performance.now() < warmUntil) await op.run(opened.hsm, 20_000_000 + w++);
       }));
-      for (const callers of [1, 4, 8]) {
-        // For a fixed time rather than a fixed count: CPU figures need more than a few scheduler ticks.
-        const until = performance.now() + Math.max(400, 4000 * ctx.scale);
-        let next = 0;
-        const t0 = process.hrtime.bigint();
-        const c0 = process.cpuUsage();
-        const kids = opened.hsm instanceof Pkcs11Hsm ? opened.hsm.sessionProcessPids : [];
-        const k0 = kids.map(processCpuMs);
-        const main0 = mainThreadCpuMs();
-        const m0 = machineTicks();
-        const modes0 = callModesOf(opened.hsm);
-        await Promise.all(
-          Array.from({ length: callers }, async () => {
-            while (performance.now() < until) await op.run(opened.hsm, 10_000_000 + next++);
-          }),
-        );
-        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        const total = next;
-        const cpu = process.cpuUsage(c0);
-        // the session processes' CPU counts too (the process tree's cores)
-        const kidsMs = kids.reduce((a, pid, i) => a + Math.max(0, (processCpuMs(pid) ?? 0) - (k0[i] ?? 0)), 0);
-        const busy = ((cpu.user + cpu.system) / 1000 + kidsMs) / ms;
-        const main1 = mainThreadCpuMs();
-        const mainBusy = main0 !== undefined && main1 !== undefined ? (main1 - main0) / ms : undefined;
-        const machine = machineBusy(m0, machineTicks());
-        const modes1 = callModesOf(opened.hsm);
+      // 1, 4 and 8 callers in interleaved rounds (a slice of each per round), so a machine whose speed
+      // changes from second to second (a shared VM) slows all three alike; the speed-up over the lone caller
+      // is the median of the rounds' own ratios.
+      const kids = opened.hsm instanceof Pkcs11Hsm ? opened.hsm.sessionProcessPids : [];
+      const series = new Map(CALLER_COUNTS.map((c) => [c, newSeries()]));
+      for (let round = 0; round < CONCURRENCY_ROUNDS; round++) {
+        const perRound = new Map<number, number>();
+        for (const callers of CALLER_COUNTS) {
+          // For a fixed time rather than a fixed count: CPU figures need more than a few scheduler ticks.
+          const sliceMs = Math.max(400, 4000 * ctx.scale) / CONCURRENCY_ROUNDS;
+          const s = series.get(callers)!;
+          const before = sampleCpu(opened.hsm, kids);
+          const t0 = process.hrtime.bigint();
+          const until = performance.now() + sliceMs;
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: callers }, async () => {
+              while (performance.now() < until) await op.run(opened.hsm, 10_000_000 + next++);
+            }),
+          );
+          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          addSlice(s, ms, next, before, sampleCpu(opened.hsm, kids));
+          perRound.set(callers, (next * 1000) / ms);
+        }
+        for (const c of CALLER_COUNTS) series.get(c)!.speedups.push(perRound.get(c)! / perRound.get(1)!);
+      }
+      for (const callers of CALLER_COUNTS) {
+        const s = series.get(callers)!;
+        const busy = s.cpuMs / s.ms;
+        const mainBusy = s.mainMs !== undefined ? s.mainMs / s.ms : undefined;
+        const machine = s.machineTicks[1] ? cpus().length * (1 - s.machineTicks[0] / s.machineTicks[1]) : undefined;
+        const speedup = percentile(s.speedups, 50);
         const p = `${target.name}.${key}.c${callers}`;
-        figures[`${p}.opsPerSec`] = Math.round((total * 1000) / ms);
+        figures[`${p}.opsPerSec`] = Math.round((s.ops * 1000) / s.ms);
         figures[`${p}.coresBusy`] = Number(busy.toFixed(2));
+        figures[`${p}.speedup`] = Number(speedup.toFixed(2));
         if (mainBusy !== undefined) figures[`${p}.mainThreadBusy`] = Number(mainBusy.toFixed(2));
         if (machine !== undefined) figures[`${p}.machineBusy`] = Number(machine.toFixed(2));
         let modeText = '';
-        if (modes0 && modes1) {
-          const a = modes1.concurrent - modes0.concurrent;
-          const done = a + modes1.alone - modes0.alone;
-          figures[`${p}.concurrentShare`] = done ? Number((a / done).toFixed(2)) : 0;
-          modeText = `, ${Math.round((100 * a) / Math.max(1, done))}% of ops concurrent`;
+        if (s.modes) {
+          const done = s.modes.concurrent + s.modes.alone;
+          figures[`${p}.concurrentShare`] = done ? Number((s.modes.concurrent / done).toFixed(2)) : 0;
+          modeText = `, ${Math.round((100 * s.modes.concurrent) / Math.max(1, done))}% of ops concurrent`;
         }
         lines.push(
-          `  ${target.name.padEnd(24)} ${`${op.label}, ${callers} caller${callers > 1 ? 's' : ''}`.padEnd(46)} ${fmt((total * 1000) / ms).padStart(6)} ops/s  cores busy ${busy.toFixed(2)} of ${cpus().length}` +
+          `  ${target.name.padEnd(24)} ${`${op.label}, ${callers} caller${callers > 1 ? 's' : ''}`.padEnd(46)} ${fmt((s.ops * 1000) / s.ms).padStart(6)} ops/s  cores busy ${busy.toFixed(2)} of ${cpus().length}` +
             (mainBusy !== undefined ? ` (main thread ${mainBusy.toFixed(2)})` : '') +
             (machine !== undefined ? `; machine ${machine.toFixed(2)} busy (all processes)` : '') +
+            (callers > 1 ? `; ${speedup.toFixed(2)}x the lone caller (median of ${CONCURRENCY_ROUNDS} rounds)` : '') +
             modeText,
         );
       }
@@ -396,14 +403,58 @@ function machineTicks(): [number, number] | undefined {
   }
 }
 
-/** Cores busy on the whole machine between two machineTicks() readings. */
-function machineBusy(a: [number, number] | undefined, b: [number, number] | undefined): number | undefined {
-  if (!a || !b || b[1] === a[1]) return undefined;
-  return cpus().length * (1 - (b[0] - a[0]) / (b[1] - a[1]));
-}
-
 function callModesOf(hsm: Hsm): { alone: number; concurrent: number } | undefined {
   return hsm instanceof Pkcs11Hsm ? hsm.callModes : undefined;
+}
+
+/** Rounds of the concurrency series (each runs a slice of every caller count). */
+const CONCURRENCY_ROUNDS = 8;
+const CALLER_COUNTS = [1, 4, 8] as const;
+
+interface CpuSample {
+  readonly cpu: NodeJS.CpuUsage;
+  readonly kids: (number | undefined)[];
+  readonly main: number | undefined;
+  readonly machine: [number, number] | undefined;
+  readonly modes: { alone: number; concurrent: number } | undefined;
+}
+
+function sampleCpu(hsm: Hsm, kids: readonly number[]): CpuSample {
+  return { cpu: process.cpuUsage(), kids: kids.map(processCpuMs), main: mainThreadCpuMs(), machine: machineTicks(), modes: callModesOf(hsm) };
+}
+
+/** One caller count's sums over its slices. */
+interface Series {
+  ms: number;
+  ops: number;
+  /** the process tree's CPU: this process (all threads) and its session processes */
+  cpuMs: number;
+  mainMs: number | undefined;
+  /** the machine's [idle, total] tick deltas */
+  machineTicks: [number, number];
+  modes: { alone: number; concurrent: number } | undefined;
+  readonly speedups: number[];
+}
+
+function newSeries(): Series {
+  return { ms: 0, ops: 0, cpuMs: 0, mainMs: 0, machineTicks: [0, 0], modes: undefined, speedups: [] };
+}
+
+function addSlice(s: Series, ms: number, ops: number, a: CpuSample, b: CpuSample): void {
+  s.ms += ms;
+  s.ops += ops;
+  s.cpuMs += (b.cpu.user - a.cpu.user + b.cpu.system - a.cpu.system) / 1000;
+  s.cpuMs += a.kids.reduce<number>((t, k0, i) => t + Math.max(0, (b.kids[i] ?? 0) - (k0 ?? 0)), 0);
+  s.mainMs = s.mainMs !== undefined && a.main !== undefined && b.main !== undefined ? s.mainMs + b.main - a.main : undefined;
+  if (a.machine && b.machine) {
+    s.machineTicks[0] += b.machine[0] - a.machine[0];
+    s.machineTicks[1] += b.machine[1] - a.machine[1];
+  }
+  if (a.modes && b.modes) {
+    s.modes ??= { alone: 0, concurrent: 0 };
+    s.modes.alone += b.modes.alone - a.modes.alone;
+    s.modes.concurrent += b.modes.concurrent - a.modes.concurrent;
+  }
 }
 
 const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
@@ -438,7 +489,7 @@ function pkcs11TargetsOf(auto: string, key: string, figures: Figures, lines: str
   const cores = cpus().length;
   const goal = 0.9 * cores;
   const fig = (op: string, c: number, f: string): number | undefined => figures[`${auto}.${op}.c${c}.${f}`] as number | undefined;
-  const conc = CONCURRENT_OPS.flatMap((op) => [4, 8].map((c) => ({ op, c, busy: fig(op, c, 'coresBusy'), machine: fig(op, c, 'machineBusy'), speedup: (fig(op, c, 'opsPerSec') ?? 0) / (fig(op, 1, 'opsPerSec') ?? 1) })));
+  const conc = CONCURRENT_OPS.flatMap((op) => [4, 8].map((c) => ({ op, c, busy: fig(op, c, 'coresBusy'), machine: fig(op, c, 'machineBusy'), speedup: fig(op, c, 'speedup') ?? 0 })));
   const have = conc.filter((x) => x.busy !== undefined);
   if (!have.length) return;
   // Busy with real work: the cores busy with 4 and 8 callers, and with 4 callers at least the lone caller's ops/s.
