@@ -43,6 +43,8 @@ import {
 import { HsmBadInputError, HsmKeyExistsError, HsmKeyNotFoundError, HsmNotOpenError } from '../errors.ts';
 import type { CipherMode, Hsm, HsmHealth, KeyInfo, KeyRef, KeySpec, KeyUsage, MacAlgorithm, SymmetricKeyType } from '../hsm.ts';
 import { aesKeyUnwrap, des3EcbUnwrap, rsaOaepUnwrap } from '../wrap.ts';
+import { LruCache } from '../../src/lru.ts';
+import { pooledRandomBytes } from '../../src/random-pool.ts';
 import { DEFAULT_SCRYPT, KeyStoreFile, type ScryptParams, type StoredKey } from './keystore.ts';
 import { obtainPassphrase, type PassphraseOptions } from './passphrase.ts';
 
@@ -65,12 +67,18 @@ function toInfo(k: StoredKey): KeyInfo {
   return { label: k.label, version: k.version, type: k.type, usage: [...k.usage], kcv: k.kcv };
 }
 
+/** Random requests up to this many bytes come from the CSPRNG pool (src/random-pool.ts). */
+const POOLED_RANDOM_MAX = 64;
+/** Derived card keys kept per master key (LRU). */
+const DERIVED_KEYS_PER_MASTER = 1024;
+
 export class SoftwareHsm implements Hsm {
   readonly backend = 'software' as const;
   private readonly options: SoftwareHsmOptions;
   private store: KeyStoreFile | undefined;
   private keys: Map<string, StoredKey> | undefined;
   private readonly rsaObjects = new Map<string, { priv: KeyObject; pub: KeyObject }>();
+  private readonly derivedKeys = new WeakMap<StoredKey, LruCache<string, Buffer>>();
 
   constructor(options: SoftwareHsmOptions = {}) {
     this.options = options;
@@ -194,7 +202,9 @@ export class SoftwareHsm implements Hsm {
 
   async randomBytes(length: number): Promise<Buffer> {
     this.opened();
-    return randomBytes(checkRandomLength(length));
+    const n = checkRandomLength(length);
+    // small requests (IVs) from the process's CSPRNG pool: one randomBytes() call costs microseconds
+    return n <= POOLED_RANDOM_MAX ? pooledRandomBytes(n) : randomBytes(n);
   }
 
   async generateRsaKeyPair(ref: KeyRef, bits: 2048, usage: readonly KeyUsage[] = DEFAULT_RSA_USAGE): Promise<{ publicKeyDer: Buffer }> {
@@ -274,6 +284,20 @@ export class SoftwareHsm implements Hsm {
   }
 
   /** A stored key by reference; a store shared with other processes is re-read once before "not found". */
+  /**
+   * The card key derived from master `m` for `cardId`, kept per master object (a replaced or deleted master
+   * takes its derived keys with it): an OPAL purchase seals and opens records under the same card's two
+   * record keys four times.
+   */
+  private derived(m: StoredKey, cardId: Buffer, type: SymmetricKeyType): Buffer {
+    let cache = this.derivedKeys.get(m);
+    if (!cache) this.derivedKeys.set(m, (cache = new LruCache(DERIVED_KEYS_PER_MASTER)));
+    const id = cardId.toString('latin1');
+    let value = cache.get(id);
+    if (!value) cache.set(id, (value = diversifyCardKey(m.value!, cardId, type)));
+    return value;
+  }
+
   private async find(ref: KeyRef): Promise<StoredKey> {
     const keys = this.opened();
     let k = keys.get(refKey(ref));
@@ -298,7 +322,7 @@ export class SoftwareHsm implements Hsm {
     const info = toInfo(m);
     const type = requireSymmetric(info, 'derivation');
     requireUsage(info, 'derive', 'derive card keys');
-    return { info, type, value: diversifyCardKey(m.value!, spec.cardId, type) };
+    return { info, type, value: this.derived(m, spec.cardId, type) };
   }
 
   private async rsaKey(ref: KeyRef, op: string): Promise<StoredKey> {
