@@ -163,11 +163,11 @@ export class SimulatedCard {
     this.protocol = protocol;
     this.extendedLength = protocol === 'T=1' && options.extendedLength !== false;
     if (options.atr) {
-      const atr = parseAtr(options.atr); // throws AtrFormatError with a precise message
-      if (!atr.protocols.includes(protocol === 'T=1' ? 1 : 0)) {
-        throw new CardOsError(`the ATR offers T=${atr.protocols.join(', T=')} but the card is configured for ${protocol}`);
+      const protocols = atrProtocols(options.atr); // throws AtrFormatError with a precise message
+      if (!protocols.includes(protocol === 'T=1' ? 1 : 0)) {
+        throw new CardOsError(`the ATR offers T=${protocols.join(', T=')} but the card is configured for ${protocol}`);
       }
-      this.atrBytes = Buffer.from(atr.bytes);
+      this.atrBytes = Buffer.from(options.atr);
     } else {
       const o: { historicalBytes?: Uint8Array; extendedLength: boolean } = { extendedLength: this.extendedLength };
       if (options.historicalBytes) o.historicalBytes = options.historicalBytes;
@@ -349,34 +349,7 @@ export class SimulatedCard {
   }
 
   private servicesFor(aid: Buffer): CardServices {
-    const mem = this.memory;
-    const card = this;
-    const ownAid = Buffer.from(aid);
-    return {
-      get aid() {
-        return Buffer.from(ownAid);
-      },
-      get cardSerial() {
-        return Buffer.from(card.serial);
-      },
-      protocol: this.protocol,
-      beginTransaction: () => mem.beginTransaction(),
-      commitTransaction: () => mem.commitTransaction(),
-      abortTransaction: () => mem.abortTransaction(),
-      get inTransaction() {
-        return mem.inTransaction;
-      },
-      atomically: <T>(fn: () => T): T => mem.atomically(fn),
-      random: (n: number) => {
-        const b = Buffer.alloc(n);
-        card.randomFill(b);
-        return b;
-      },
-      randomFill: (t: Uint8Array) => card.randomFill(t),
-      get persistentWrites() {
-        return mem.writeCount;
-      },
-    };
+    return new AppletServices(this.memory, this.serial, this.protocol, Buffer.from(aid), (t) => this.randomFill(t));
   }
 
   private randomFill(t: Uint8Array): void {
@@ -762,4 +735,65 @@ function copyOf(b: Uint8Array, offset: number, length: number): Buffer {
   if (length > 64) out.set(b.subarray(offset, offset + length), 0);
   else for (let i = 0; i < length; i++) out[i] = b[offset + i]!;
   return out;
+}
+
+/** The protocols an ATR offers (parseAtr), remembered for the last few ATRs: cards rebuilt from images share a handful. */
+const atrSeen = new Map<string, readonly number[]>();
+function atrProtocols(atr: Uint8Array): readonly number[] {
+  const hex = toHex(atr);
+  let protocols = atrSeen.get(hex);
+  if (!protocols) {
+    protocols = parseAtr(atr).protocols;
+    if (atrSeen.size >= 16) atrSeen.clear();
+    atrSeen.set(hex, protocols);
+  }
+  return protocols;
+}
+
+/**
+ * What an installed applet may use of its card (CardServices): its AID, the card's serial, transactions on the
+ * card's persistent memory, random bytes. A class with its methods on the prototype: a card rebuilt from its
+ * image for every OPAL session makes one of these per applet, without a closure per method.
+ */
+class AppletServices implements CardServices {
+  constructor(
+    private readonly mem: CardMemory,
+    private readonly serial: Buffer,
+    readonly protocol: CardProtocolName,
+    private readonly ownAid: Buffer,
+    private readonly fill: (t: Uint8Array) => void,
+  ) {}
+
+  get aid(): Buffer {
+    return Buffer.from(this.ownAid);
+  }
+  get cardSerial(): Buffer {
+    return Buffer.from(this.serial);
+  }
+  beginTransaction(): void {
+    this.mem.beginTransaction();
+  }
+  commitTransaction(): void {
+    this.mem.commitTransaction();
+  }
+  abortTransaction(): void {
+    this.mem.abortTransaction();
+  }
+  get inTransaction(): boolean {
+    return this.mem.inTransaction;
+  }
+  atomically<T>(fn: () => T): T {
+    return this.mem.atomically(fn);
+  }
+  random(n: number): Buffer {
+    const b = Buffer.alloc(n);
+    this.fill(b);
+    return b;
+  }
+  randomFill(target: Uint8Array): void {
+    this.fill(target);
+  }
+  get persistentWrites(): number {
+    return this.mem.writeCount;
+  }
 }
