@@ -27,6 +27,11 @@ export class LruCache<K, V> {
     return this.map.delete(key);
   }
 
+  /** The values, least recently used first. */
+  values(): IterableIterator<V> {
+    return this.map.values();
+  }
+
   get size(): number {
     return this.map.size;
   }

@@ -78,7 +78,7 @@ export class SoftwareHsm implements Hsm {
   private store: KeyStoreFile | undefined;
   private keys: Map<string, StoredKey> | undefined;
   private readonly rsaObjects = new Map<string, { priv: KeyObject; pub: KeyObject }>();
-  private readonly derivedKeys = new WeakMap<StoredKey, LruCache<string, Buffer>>();
+  private readonly derivedKeys = new Map<StoredKey, LruCache<string, Buffer>>();
 
   constructor(options: SoftwareHsmOptions = {}) {
     this.options = options;
@@ -124,6 +124,7 @@ export class SoftwareHsm implements Hsm {
       k.privateKeyDer?.fill(0);
     }
     this.keys = undefined;
+    this.forgetDerived();
     this.rsaObjects.clear();
     this.store?.close();
     this.store = undefined;
@@ -276,6 +277,7 @@ export class SoftwareHsm implements Hsm {
   private replace(next: StoredKey[]): void {
     const keys = this.opened();
     keys.clear();
+    this.forgetDerived();
     for (const k of next) keys.set(refKey(k), k);
   }
 
@@ -283,11 +285,9 @@ export class SoftwareHsm implements Hsm {
     if (this.store) this.replace(await this.store.reload());
   }
 
-  /** A stored key by reference; a store shared with other processes is re-read once before "not found". */
   /**
-   * The card key derived from master `m` for `cardId`, kept per master object (a replaced or deleted master
-   * takes its derived keys with it): an OPAL purchase seals and opens records under the same card's two
-   * record keys four times.
+   * The card key derived from master `m` for `cardId`, kept per master (forgotten, zeroed, when the key set is
+   * re-read or closed): an OPAL purchase seals and opens records under the same card's two record keys four times.
    */
   private derived(m: StoredKey, cardId: Buffer, type: SymmetricKeyType): Buffer {
     let cache = this.derivedKeys.get(m);
@@ -298,6 +298,12 @@ export class SoftwareHsm implements Hsm {
     return value;
   }
 
+  private forgetDerived(): void {
+    for (const cache of this.derivedKeys.values()) for (const v of cache.values()) v.fill(0);
+    this.derivedKeys.clear();
+  }
+
+  /** A stored key by reference; a store shared with other processes is re-read once before "not found". */
   private async find(ref: KeyRef): Promise<StoredKey> {
     const keys = this.opened();
     let k = keys.get(refKey(ref));
