@@ -229,8 +229,7 @@ export async function createOpalServer(o: OpalServerOptions): Promise<OpalServer
       if (closed) return;
       closed = true;
       await app.close();
-      commits.flush(); // writes still queued are committed (their callers settled) before the database closes
-      db.close();
+      commits.closeDatabase();
     },
   };
 }

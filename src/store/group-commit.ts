@@ -44,7 +44,13 @@ export class GroupCommit {
     });
   }
 
-  /** Apply and commit every queued write now (also what close() calls, so queued callers are settled). */
+  /** Commit what is queued (its callers settle), then close the database: a store's close(). */
+  closeDatabase(): void {
+    this.flush();
+    if (this.db.open) this.db.close();
+  }
+
+  /** Apply and commit every queued write now. */
   flush(): void {
     this.flushScheduled = false;
     const batch = this.queue;

@@ -236,8 +236,7 @@ class SqliteMerchantStore implements MerchantStore {
   }
 
   async close(): Promise<void> {
-    this.commits.flush(); // queued writes are committed (their callers settled) before the database closes
-    if (this.db.open) this.db.close();
+    this.commits.closeDatabase();
   }
 }
 

@@ -410,8 +410,7 @@ export class SqlitePaymentStore implements PaymentStore {
   }
 
   async close(): Promise<void> {
-    this.commits.flush(); // writes still queued are committed (their callers are settled) before the database closes
-    if (this.db.open) this.db.close();
+    this.commits.closeDatabase();
   }
 }
 

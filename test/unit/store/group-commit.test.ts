@@ -1,5 +1,6 @@
 // GroupCommit (src/store/group-commit.ts) on a real SQLite database: the writes of one turn share one
-// transaction, each caller settles with its own result after the commit, and a failing write undoes only itself.
+// transaction, each caller settles with its own result after the commit, a failing write undoes only itself, and
+// closeDatabase() commits what is queued before it closes.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,11 +14,14 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+const MIGRATIONS = [{ version: 1, name: 't', up: 'CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)' }];
+
 /** A database with one table, and a count of the top-level transactions run through it. */
 function open() {
   const dir = mkdtempSync(join(tmpdir(), 'purselab-group-commit-'));
   dirs.push(dir);
-  const db = openSqlite(join(dir, 'g.db'), { component: 'g', migrations: [{ version: 1, name: 't', up: 'CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)' }] });
+  const path = join(dir, 'g.db');
+  const db = openSqlite(path, { component: 'g', migrations: MIGRATIONS });
   const counted = { transactions: 0 };
   const proxy = new Proxy(db, {
     get(target, prop) {
@@ -36,7 +40,7 @@ function open() {
   }) as SqliteDatabase;
   const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
   const rows = () => (db.prepare('SELECT k, v FROM t ORDER BY k').all() as { k: string; v: number }[]).map((r) => `${r.k}=${r.v}`);
-  return { db, commits: new GroupCommit(proxy, 'the test store'), counted, insert, rows };
+  return { db, path, commits: new GroupCommit(proxy, 'the test store'), counted, insert, rows };
 }
 
 describe('GroupCommit', () => {
@@ -90,5 +94,17 @@ describe('GroupCommit', () => {
     await p;
     s.db.close();
     await expect(s.commits.write(() => 1)).rejects.toThrow('the test store is closed');
+  });
+
+  it('closeDatabase() commits the queued writes, settles their callers, then closes the database', async () => {
+    const s = open();
+    const p = s.commits.write(() => Number(s.insert.run('c', 9).lastInsertRowid));
+    s.commits.closeDatabase();
+    expect(s.db.open).toBe(false);
+    await expect(p).resolves.toBe(1);
+    const again = openSqlite(s.path, { component: 'g', migrations: MIGRATIONS });
+    expect(again.prepare('SELECT k, v FROM t').all()).toEqual([{ k: 'c', v: 9 }]);
+    again.close();
+    s.commits.closeDatabase(); // a second close is harmless
   });
 });
