@@ -6,6 +6,7 @@
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { buildAtr, parseAtr } from '../../src/apdu/atr.ts';
 import { fromHex, toHex } from '../../src/apdu/hex.ts';
+import { LruCache } from '../../src/lru.ts';
 import type { ResponseApdu } from '../../src/apdu/response.ts';
 import { Applet, ApduContext, kBind, kClear, type CardProtocolName, type CardServices } from './applet.ts';
 import { CardOsError, IsoException, isValidStatusWord, SW } from './iso.ts';
@@ -738,15 +739,11 @@ function copyOf(b: Uint8Array, offset: number, length: number): Buffer {
 }
 
 /** The protocols an ATR offers (parseAtr), remembered for the last few ATRs: cards rebuilt from images share a handful. */
-const atrSeen = new Map<string, readonly number[]>();
+const atrSeen = new LruCache<string, readonly number[]>(16);
 function atrProtocols(atr: Uint8Array): readonly number[] {
   const hex = toHex(atr);
   let protocols = atrSeen.get(hex);
-  if (!protocols) {
-    protocols = parseAtr(atr).protocols;
-    if (atrSeen.size >= 16) atrSeen.clear();
-    atrSeen.set(hex, protocols);
-  }
+  if (!protocols) atrSeen.set(hex, (protocols = parseAtr(atr).protocols));
   return protocols;
 }
 
