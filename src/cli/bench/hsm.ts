@@ -328,11 +328,11 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
       // is the median of the rounds' own ratios.
       const kids = opened.hsm instanceof Pkcs11Hsm ? opened.hsm.sessionProcessPids : [];
       const series = new Map(CALLER_COUNTS.map((c) => [c, newSeries()]));
+      // For a fixed time rather than a fixed count: CPU figures need more than a few scheduler ticks.
+      const sliceMs = Math.max(400, 4000 * ctx.scale) / CONCURRENCY_ROUNDS;
       for (let round = 0; round < CONCURRENCY_ROUNDS; round++) {
         const perRound = new Map<number, number>();
         for (const callers of CALLER_COUNTS) {
-          // For a fixed time rather than a fixed count: CPU figures need more than a few scheduler ticks.
-          const sliceMs = Math.max(400, 4000 * ctx.scale) / CONCURRENCY_ROUNDS;
           const s = series.get(callers)!;
           const before = sampleCpu(opened.hsm, kids);
           const t0 = process.hrtime.bigint();
