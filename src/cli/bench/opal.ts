@@ -10,7 +10,10 @@
 // if not installed). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
 // (EmulatorChannel, no OPAL, no sealing), so the ratio is what OPAL (its HTTP hop, HSM sealing, card store,
-// history) adds to a physical-card purchase. After the run, value must be conserved on every virtual card.
+// history) adds to a physical-card purchase. Then, software HSM only, the capacity: the same OPAL purchase with
+// four times as many cardholders at once (PURSELAB_BENCH_CAPACITY_CARDHOLDERS, 0 for none), where the servers'
+// rate is no longer bound by one purchase's latency. The target is judged on the run with N cardholders.
+// After the runs, value must be conserved on every virtual card.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,10 +61,15 @@ interface Measured {
   failures: number;
   firstFailure: string;
   valueOk: boolean;
+  /** The same OPAL purchase with more cardholders at once (the servers' throughput when not waiting on latency). */
+  capacity?: { concurrency: number; perSec: number; lat: LatencySummary; cpu: ThreadCpu };
 }
 
-/** One backend: the shop and OPAL (threads as asked), N logged-in cardholders, the floor then the OPAL run; value checked after. */
-async function measure(hsm: HsmSpec, total: number, concurrency: number, threads: Threads): Promise<Measured> {
+/**
+ * One backend: the shop and OPAL (threads as asked), N logged-in cardholders, the floor then the OPAL run, then
+ * (capacity > N) the OPAL run again with that many cardholders; value checked after.
+ */
+async function measure(hsm: HsmSpec, total: number, concurrency: number, threads: Threads, capacity = 0): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-opal-'));
   // The servers, each in the thread asked for: the payment server and the merchant apart ('split') or together.
   // Closed in the reverse of the order they started in (insertion order).
@@ -76,10 +84,10 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     const start = async (name: keyof typeof parts, spec: WorldHalfSpec, inWorker: boolean) => (parts[name] = await runWorldHalf(spec, inWorker));
     let merchantUrl: string;
     if (threads === 'split') {
-      const payment = await start('payment', { half: 'payment', dir, psams: concurrency }, true);
+      const payment = await start('payment', { half: 'payment', dir, psams: Math.max(concurrency, capacity) }, true);
       merchantUrl = (await start('merchant', { half: 'merchant', dir, paymentUrl: payment.urls.paymentUrl! }, true)).urls.merchantUrl!;
     } else {
-      merchantUrl = (await start('shop', { half: 'shop', dir, psams: concurrency }, threads !== 'same')).urls.merchantUrl!;
+      merchantUrl = (await start('shop', { half: 'shop', dir, psams: Math.max(concurrency, capacity) }, threads !== 'same')).urls.merchantUrl!;
     }
     const opal = await start('opal', { half: 'opal', dir, hsm, initialBalance: 50_000, cheapPasswords: true }, threads === 'split' || threads === 'shop-opal');
     const opalUrl = opal.urls.opalUrl!;
@@ -88,10 +96,10 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       requestJson<T>(url, { ...(body ? { body } : {}), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     const order = async () => (await call<{ payUrl: string }>(`${merchantUrl}/api/orders`, { items: [{ sku: 'cent', quantity: 1 }] })).payUrl;
     // Each run's CPU per purchase, per thread (the main thread's own, and each worker's as it reports it).
-    const timed = async (count: number, fn: (w: number) => Promise<void>) => {
+    const timed = async (count: number, fn: (w: number) => Promise<void>, callers = concurrency) => {
       const cpuNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadCpuMs() : (parts[t]?.cpuMs() ?? NaN))));
       const cpu0 = await cpuNow();
-      const run = await runConcurrently(count, concurrency, fn);
+      const run = await runConcurrently(count, callers, fn);
       const cpu1 = await cpuNow();
       const cpu = Object.fromEntries(CPU_THREADS.map((t, i) => [t, (cpu1[i]! - cpu0[i]!) / count])) as ThreadCpu;
       return { ...run, cpu };
@@ -110,7 +118,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       }
     };
     // OPAL: order at the merchant, then the cardholder confirms it at OPAL.
-    const holders = await opal.cardholders('bench.user', concurrency);
+    const holders = await opal.cardholders('bench.user', Math.max(concurrency, capacity));
     const viaOpal = async (w: number) => {
       try {
         const r = await call<{ status: string; message: string }>(`${opalUrl}/v1/purchase`, { pageUrl: await order(), amount: 1 }, holders[w]!.token);
@@ -125,13 +133,33 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     const floor = await timed(total, direct);
     const warm = await warmOf(viaOpal);
     const run = await timed(total, viaOpal);
+    // Capacity: the servers are warm; one round with the larger crowd, then the same count measured.
+    let cap: Measured['capacity'];
+    if (capacity > concurrency) {
+      await runConcurrently(600, capacity, viaOpal);
+      const c = await timed(total, viaOpal, capacity);
+      cap = { concurrency: capacity, perSec: (total * 1000) / c.elapsedMs, lat: summarize(c.samples), cpu: c.cpu };
+    }
     // Value: every virtual card lost exactly its paid purchases (counter = purchases, balance = 50000 - counter).
     let valueOk = true;
     for (const h of holders) {
       const b = await call<{ balance: number; counter: number }>(`${opalUrl}/v1/balance`, undefined, h.token);
       if (b.balance !== 50_000 - b.counter) valueOk = false;
     }
-    return { perSec: (total * 1000) / run.elapsedMs, lat: summarize(run.samples), cpu: run.cpu, warm, floorPerSec: (total * 1000) / floor.elapsedMs, floorLat: summarize(floor.samples), floorCpu: floor.cpu, floorWarm, failures, firstFailure, valueOk };
+    return {
+      perSec: (total * 1000) / run.elapsedMs,
+      lat: summarize(run.samples),
+      cpu: run.cpu,
+      warm,
+      floorPerSec: (total * 1000) / floor.elapsedMs,
+      floorLat: summarize(floor.samples),
+      floorCpu: floor.cpu,
+      floorWarm,
+      failures,
+      firstFailure,
+      valueOk,
+      ...(cap ? { capacity: cap } : {}),
+    };
   } finally {
     for (const h of Object.values(parts).reverse()) await h.close().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
@@ -161,8 +189,12 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     ctx.io.out(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
     ctx.io.out(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
     ctx.io.out(`      (${warmUpText(m.floorWarm, 'purchases')})`);
-    ctx.io.out(`    OPAL virtual card:                                            ${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
+    ctx.io.out(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
     ctx.io.out(`      (${warmUpText(m.warm, 'purchases')})`);
+    if (m.capacity) {
+      const c = m.capacity;
+      ctx.io.out(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
+    }
     ctx.io.out(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
     if (target !== undefined) ctx.io.out(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
   }
@@ -182,6 +214,13 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     [`${name}.floorP99Ms`]: Number(m.floorLat.p99Ms.toFixed(2)),
     [`${name}.ratioToFloor`]: Number(ratio.toFixed(2)),
     [`${name}.warmUpPurchases`]: m.warm.rounds * m.warm.roundSize,
+    ...(m.capacity
+      ? {
+          [`${name}.capacity.cardholders`]: m.capacity.concurrency,
+          [`${name}.capacity.purchasesPerSec`]: Math.round(m.capacity.perSec),
+          [`${name}.capacity.p99Ms`]: Number(m.capacity.lat.p99Ms.toFixed(2)),
+        }
+      : {}),
     [`${name}.failures`]: m.failures,
     [`${name}.valueConserved`]: m.valueOk,
     ...(met !== undefined ? { [`${name}.targetMet`]: met } : {}),
@@ -193,11 +232,13 @@ export const opalBench: BenchSuite = {
   summary: 'OPAL virtual-card purchases/s and p50/p99 end to end (OPAL + payment + merchant, SQLite; software HSM and SoftHSM2) vs the same purchase over an in-process card',
   async run(ctx) {
     const concurrency = Number(process.env.PURSELAB_BENCH_CARDHOLDERS ?? 16);
+    const capacity = Number(process.env.PURSELAB_BENCH_CAPACITY_CARDHOLDERS ?? 4 * concurrency);
+    if (!Number.isInteger(capacity) || capacity < 0) throw new Error(`PURSELAB_BENCH_CAPACITY_CARDHOLDERS must be a whole number (0: no capacity run), got '${process.env.PURSELAB_BENCH_CAPACITY_CARDHOLDERS}'`);
     const threads = (process.env.PURSELAB_BENCH_OPAL_THREADS ?? 'split') as Threads;
     if (!THREADS.includes(threads)) throw new Error(`PURSELAB_BENCH_OPAL_THREADS must be ${THREADS.join(', ')}, got '${threads}'`);
     const total = Math.max(100, Math.round(2000 * ctx.scale));
     const figures: Record<string, number | string | boolean> = { cardholders: concurrency, purchases: total, threads };
-    Object.assign(figures, report(ctx, 'software', await measure({ kind: 'software' }, total, concurrency, threads), total, concurrency, threads, TARGET_PER_SEC));
+    Object.assign(figures, report(ctx, 'software', await measure({ kind: 'software' }, total, concurrency, threads, capacity), total, concurrency, threads, TARGET_PER_SEC));
     const p = softHsm();
     if ('skip' in p) {
       if (!ctx.json) ctx.io.out(`  SoftHSM2: skipped (${p.skip})`);

@@ -26,6 +26,7 @@ export const benchCommand: CliCommand = {
       '  PURSELAB_BENCH_HSM_TARGETS=A|B     hsm: only the targets whose names contain A or B',
       '  PURSELAB_BENCH_CARDS_THREAD=main|worker    purchase: where the cards behind vpcd run (default main)',
       '  PURSELAB_BENCH_CARDHOLDERS=N       payment, opal: concurrent cardholders (default 16)',
+      '  PURSELAB_BENCH_CAPACITY_CARDHOLDERS=N   opal: cardholders of the capacity run (default 4x the above; 0: none)',
       '  PURSELAB_BENCH_PSAMS=N             payment: PSAMs in the pool (default: one per cardholder)',
       '  PURSELAB_BENCH_VARIANTS=standard   payment: only the standard variant',
       '  PURSELAB_BENCH_SAME_THREAD=1       payment: the server in the bench thread, not a worker',
