@@ -4,18 +4,16 @@
 //   await hsm.open();
 //
 // Keys: CKA_LABEL = the key's label, CKA_ID = its version as 2 bytes big-endian (no CKA_ID = version 0).
-// Keys this backend creates are token objects, private, CKA_SENSITIVE and not CKA_EXTRACTABLE. Card keys are
-// derived inside the token (CKM_DES3_CBC_ENCRYPT_DATA / CKM_AES_CBC_ENCRYPT_DATA over one block with a zero
-// IV, which is ECB of that block) into session objects that are destroyed after use or kept in a small,
-// time-bounded cache. MACs use the mechanisms the token has, composed by src/crypto's MAC code where the
+// Keys this backend creates are token objects, private, CKA_SENSITIVE and not CKA_EXTRACTABLE (token-keys.ts
+// finds, reads and templates them). Card keys are derived inside the token (CKM_DES3_CBC_ENCRYPT_DATA /
+// CKM_AES_CBC_ENCRYPT_DATA over one block with a zero IV, which is ECB of that block) into session objects
+// that are destroyed after use or kept in a small, time-bounded cache (derived-keys.ts). MACs use the mechanisms the token has, composed by src/crypto's MAC code where the
 // token has no MAC mechanism. docs/hsm-bridge.md has the full mechanism map.
 //
 // Faults give typed errors (hsm-bridge/errors.ts) and are never retried: a failed operation is reported, the
 // bridge repairs what it can (new sessions, login, looking for the token again) on the NEXT call.
 
-import { createPublicKey } from 'node:crypto';
 import {
-  bcdToCardId,
   cbcFromEcb,
   diversificationBlocks,
   macEquals,
@@ -36,15 +34,11 @@ import {
   checkUsage,
   DEFAULT_RSA_USAGE,
   describeSpec,
-  LABEL_PATTERN,
   macKeyType,
-  refKey,
   refName,
   requireMacType,
-  requireRsa,
   requireSymmetric,
   requireUsage,
-  rsaCheckValue,
   sortKeys,
   type ResolvedSpec,
 } from '../common.ts';
@@ -80,6 +74,8 @@ import {
 import { SessionPool } from './session-pool.ts';
 import type { SessionProcesses } from './session-processes.ts';
 import { METHOD_INDEX } from './session-protocol.ts';
+import { DerivedKeyCache, type DerivedEntry, type DerivedSpec, type Material } from './derived-keys.ts';
+import { params, TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -123,30 +119,6 @@ export interface Pkcs11HsmOptions {
   readonly derivedKeyCache?: { readonly max?: number; readonly ttlMs?: number };
 }
 
-interface TokenKey {
-  readonly info: KeyInfo;
-  readonly handle: Handle;
-  readonly publicHandle?: Handle;
-  readonly ckk: number;
-  readonly attrs: Readonly<Record<'encrypt' | 'decrypt' | 'sign' | 'verify' | 'derive' | 'wrap' | 'unwrap', boolean>>;
-}
-
-/** The token objects behind one key: a stored DES2/DES3 key, a derived card key held as two single-DES halves, or an AES key. */
-type Material =
-  | { readonly kind: 'des2'; readonly key: Handle }
-  | { readonly kind: 'des-halves'; readonly k1: Handle; readonly k2: Handle }
-  | { readonly kind: 'aes'; readonly key: Handle };
-
-interface DerivedEntry {
-  readonly material: Material;
-  readonly objects: Handle[];
-  /** The session that created the objects (session objects die with it). */
-  readonly session: string;
-  readonly expires: number;
-  users: number;
-  doomed: boolean;
-}
-
 interface OpContext {
   readonly op: string;
   /** Single-shot token calls of this operation go through pkcs11js's *Async overloads (set by run()). */
@@ -161,8 +133,6 @@ const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
 const CKZ_DATA_SPECIFIED = 1;
 
-/** Mechanism parameter objects (pkcs11js's IParams subtypes are not exported one by one). */
-const params = (p: { type: number } & Record<string, unknown>): import('pkcs11js').IParams => p;
 
 /**
  * With calls 'auto', encrypt/decrypt/CMAC calls over less data than this stay synchronous even under
@@ -173,34 +143,11 @@ const params = (p: { type: number } & Record<string, unknown>): import('pkcs11js
  */
 export const AUTO_ASYNC_MIN_BYTES = 4096;
 
-/**
- * The derived-key cache keeps new card keys only while they are reused: over each window of DERIVED_WINDOW
- * lookups at least 1 in DERIVED_HIT_SHARE must hit (a hit saves a derivation, ~130 us on SoftHSM2; keeping
- * costs every cold derivation ~10%, an older object destroyed instead of the new one, measured). While not
- * keeping, the ids of derived keys are remembered (ghosts, as many as the cache holds, same TTL): a lookup that
- * would have hit one counts as a hit, and the next window keeps again. A load (S1, S2, S3 of one card) hits.
- */
-const DERIVED_WINDOW = 256;
-const DERIVED_HIT_SHARE = 20;
-
 /** A settled promise to hang microtasks on. */
 const SETTLED = Promise.resolve();
 
 const ZERO8 = Buffer.alloc(8);
 const ZERO16 = Buffer.alloc(16);
-
-/** Version <-> CKA_ID: 2 bytes big-endian; an empty CKA_ID is version 0; IDs over 4 bytes are not ours. */
-export function versionToId(version: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(version);
-  return b;
-}
-
-export function idToVersion(id: Buffer): number | undefined {
-  if (id.length === 0) return 0;
-  if (id.length > 4) return undefined;
-  return id.readUIntBE(0, id.length);
-}
 
 /**
  * The C_DeriveKey arguments for one card-key block (also used by `purselab bench hsm` for its raw floor):
@@ -229,22 +176,6 @@ export function cardKeyDerivation(P: Pkcs11Js, aes: boolean, block: Buffer): { m
   return { mechanism, template };
 }
 
-/** Stored keys by label and version (no key string to build and hash per lookup). */
-class KeyCache {
-  private readonly byLabel = new Map<string, Map<number, TokenKey>>();
-  get(ref: KeyRef): TokenKey | undefined {
-    return this.byLabel.get(ref.label)?.get(ref.version);
-  }
-  set(ref: KeyRef, k: TokenKey): void {
-    let versions = this.byLabel.get(ref.label);
-    if (!versions) this.byLabel.set(ref.label, (versions = new Map()));
-    versions.set(ref.version, k);
-  }
-  clear(): void {
-    this.byLabel.clear();
-  }
-}
-
 /** The context of an operation on a key spec; its name is only needed for an error message: built then. */
 class SpecContext implements OpContext {
   async?: boolean;
@@ -260,12 +191,6 @@ class SpecContext implements OpContext {
   get op(): string {
     return `${this.what} with ${describeSpec(this.spec)}`;
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Threads in libuv's pool (UV_THREADPOOL_SIZE, default 4), which runs pkcs11js's *Async calls. */
@@ -299,8 +224,6 @@ export class Pkcs11Hsm implements Hsm {
   readonly options: Pkcs11HsmOptions;
   private readonly size: number;
   private readonly calls: 'auto' | 'sync' | 'async';
-  private readonly cacheMax: number;
-  private readonly cacheTtl: number;
 
   private P: Pkcs11Js | undefined;
   private lib: PKCS11 | undefined;
@@ -310,20 +233,13 @@ export class Pkcs11Hsm implements Hsm {
   private mechs = new Map<number, number>();
   private needsLogin = true;
   private singleDes: 'ok' | 'absent' | 'broken' = 'absent';
-  private readonly keyCache = new KeyCache();
-  private readonly derivedCache = new Map<string, DerivedEntry>();
-  /** The id last put at the end of derivedCache's LRU order (when it is still there, it is the newest). */
-  private mostRecent: string | undefined;
+  /** The token's stored keys (from open() to close()). */
+  private keys: TokenKeys | undefined;
+  /** Card keys derived inside the token, kept for reuse. */
+  private readonly derived: DerivedKeyCache;
   /** Mechanism parameters used on every MAC (pkcs11js reads them, never changes them). */
   private cmacMech: { mechanism: number } | undefined;
   private desEcbMech: { mechanism: number } | undefined;
-  /** Session handles as hex (the derived-key cache notes which session made a key). */
-  private readonly sessionIds = new WeakMap<Handle, string>();
-  /** Derived-key cache admission (see countLookup): lookups and hits in this window, and the ids derived but not kept. */
-  private derivedLookups = 0;
-  private derivedHits = 0;
-  private keepingDerived = true;
-  private readonly ghosts = new Map<string, number>();
   /** Operations holding a session now (with calls 'auto': > 0 at the start of another means concurrency). */
   private active = 0;
   /** An operation finished synchronously and the microtasks have not run since. */
@@ -333,8 +249,6 @@ export class Pkcs11Hsm implements Hsm {
   };
   /** Operations completed alone (synchronous calls) / while others were in flight (offered the *Async overloads). */
   private readonly counts = { alone: 0, concurrent: 0 };
-  /** The card key whose id derivedId() made last. */
-  private lastDerived: { label: string; version: number; cardId: Buffer; id: string } | undefined;
 
   constructor(options: Pkcs11HsmOptions) {
     if (!options || typeof options.module !== 'string' || !options.module) throw new HsmBadInputError('PKCS#11 backend: module path is required');
@@ -348,8 +262,7 @@ export class Pkcs11Hsm implements Hsm {
     const calls = options.calls ?? 'auto';
     if (calls !== 'auto' && calls !== 'sync' && calls !== 'async') throw new HsmBadInputError(`PKCS#11 backend: calls must be auto, sync or async, got ${JSON.stringify(calls)}`);
     this.calls = calls;
-    this.cacheMax = options.derivedKeyCache?.max ?? 64;
-    this.cacheTtl = options.derivedKeyCache?.ttlMs ?? 10_000;
+    this.derived = new DerivedKeyCache(options.derivedKeyCache?.max ?? 64, options.derivedKeyCache?.ttlMs ?? 10_000, (s, objects) => this.keys?.destroy(s, objects));
   }
 
   /** The slot the token was found in (undefined until open). */
@@ -359,7 +272,7 @@ export class Pkcs11Hsm implements Hsm {
 
   /** Derived card keys currently held as session objects. */
   get derivedKeysCached(): number {
-    return this.derivedCache.size;
+    return this.derived.size;
   }
 
   /**
@@ -390,6 +303,7 @@ export class Pkcs11Hsm implements Hsm {
     this.pin(); // a missing PIN is a configuration error: say so before touching the module
     this.lib = acquireModule(this.options.module);
     this.P = pkcs11js();
+    this.keys = new TokenKeys(this.lib, this.P, this.options.tokenLabel, (mech) => this.mechs.has(mech));
     try {
       await this.ready();
       const n = this.options.processes ?? 0;
@@ -411,7 +325,7 @@ export class Pkcs11Hsm implements Hsm {
    * token to itself: another operation is in flight here or in a process, one finished synchronously in this
    * same synchronous run, or callers wait for a session).
    */
-  private offProcess(procs: SessionProcesses, spec: ResolvedSpec): spec is ResolvedSpec & { kind: 'derived' } {
+  private offProcess(procs: SessionProcesses, spec: ResolvedSpec): spec is DerivedSpec {
     if (spec.kind !== 'derived' || !(this.active > 0 || this.burst || procs.inFlight > 0 || (this.pool?.stats.waiting ?? 0) > 0)) return false;
     this.counts.concurrent++;
     return true;
@@ -441,23 +355,23 @@ export class Pkcs11Hsm implements Hsm {
     this.procs = undefined;
     await procs?.close();
     const pool = this.pool;
-    if (pool && this.derivedCache.size) {
+    if (pool && this.derived.size) {
       try {
         const s = await pool.acquire();
-        for (const e of this.derivedCache.values()) this.destroy(s, e.objects);
+        this.derived.destroyAll(s);
         pool.release(s);
       } catch {
         /* the objects go with the sessions anyway */
       }
     }
-    this.derivedCache.clear();
-    this.ghosts.clear();
-    this.keyCache.clear();
+    this.derived.reset();
+    this.keys?.clear();
     pool?.dispose(new HsmNotOpenError('pkcs11'));
     this.pool = undefined;
     this.slot = undefined;
     this.needsLogin = true;
     this.lib = undefined;
+    this.keys = undefined;
     releaseModule(this.options.module);
   }
 
@@ -499,11 +413,11 @@ export class Pkcs11Hsm implements Hsm {
       const P = this.P!;
       const out: KeyInfo[] = [];
       for (const cls of [P.CKO_SECRET_KEY, P.CKO_PRIVATE_KEY]) {
-        for (const h of this.findObjects(s, [{ type: P.CKA_CLASS, value: cls }])) {
-          const k = this.readKey(s, h, cls);
+        for (const h of this.keys!.find(s, [{ type: P.CKA_CLASS, value: cls }])) {
+          const k = this.keys!.read(s, h, cls);
           if (!k) continue;
           out.push(k.info);
-          this.keyCache.set(k.info, k);
+          this.keys!.remember(k.info, k);
         }
       }
       return sortKeys(out);
@@ -516,15 +430,15 @@ export class Pkcs11Hsm implements Hsm {
     const u = checkUsage(usage);
     return this.run({ op: `generate ${refName(r)}`, ref: r }, async (s, ctx) => {
       const P = this.P!;
-      if (this.lookupKey(s, r)) throw new HsmKeyExistsError(r.label, r.version);
+      if (this.keys!.lookup(s, r)) throw new HsmKeyExistsError(r.label, r.version);
       const mech = t === 'AES-128' ? P.CKM_AES_KEY_GEN : P.CKM_DES2_KEY_GEN;
       this.requireMechanism(mech, P.CKF_GENERATE, `generating a ${t} key`);
       ctx.mechanism = mech;
-      const template = [...this.secretTemplate(r, t, u), ...(t === 'AES-128' ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : [])];
+      const template = [...this.keys!.secretTemplate(r, t, u), ...(t === 'AES-128' ? [{ type: P.CKA_VALUE_LEN, value: 16 }] : [])];
       const h = ctx.async
         ? await this.lib!.C_GenerateKeyAsync(s, { mechanism: mech }, template)
         : this.lib!.C_GenerateKey(s, { mechanism: mech }, template);
-      return this.cacheNew(s, h, P.CKO_SECRET_KEY);
+      return this.keys!.readNew(s, h, P.CKO_SECRET_KEY);
     });
   }
 
@@ -536,8 +450,8 @@ export class Pkcs11Hsm implements Hsm {
     const kr = checkKeyRef(kek, 'KEK');
     return this.run({ op: `import ${refName(r)}`, ref: kr }, async (s, ctx) => {
       const P = this.P!;
-      if (this.lookupKey(s, r)) throw new HsmKeyExistsError(r.label, r.version);
-      const k = this.key(s, kr);
+      if (this.keys!.lookup(s, r)) throw new HsmKeyExistsError(r.label, r.version);
+      const k = this.keys!.get(s, kr);
       requireUsage(k.info, 'wrap', 'unwrap (import) keys');
       let mechanism: Parameters<PKCS11['C_UnwrapKey']>[1];
       if (k.info.type === 'AES-128') mechanism = { mechanism: P.CKM_AES_KEY_WRAP };
@@ -550,13 +464,13 @@ export class Pkcs11Hsm implements Hsm {
       this.requireMechanism(mechanism.mechanism, P.CKF_UNWRAP, `importing a key under ${k.info.type} KEK ${refName(kr)}`);
       ctx.mechanism = mechanism.mechanism;
       ctx.unwrap = true;
-      const template = this.secretTemplate(r, t, u);
+      const template = this.keys!.secretTemplate(r, t, u);
       const h = ctx.async
         ? await this.lib!.C_UnwrapKeyAsync(s, mechanism, k.handle, blob, template)
         : this.lib!.C_UnwrapKey(s, mechanism, k.handle, blob, template);
       ctx.unwrap = false;
       ctx.ref = r;
-      return this.cacheNew(s, h, P.CKO_SECRET_KEY);
+      return this.keys!.readNew(s, h, P.CKO_SECRET_KEY);
     });
   }
 
@@ -654,7 +568,7 @@ export class Pkcs11Hsm implements Hsm {
     const u = checkUsage(usage);
     return this.run({ op: `generate RSA ${refName(r)}`, ref: r }, async (s, ctx) => {
       const P = this.P!;
-      if (this.lookupKey(s, r)) throw new HsmKeyExistsError(r.label, r.version);
+      if (this.keys!.lookup(s, r)) throw new HsmKeyExistsError(r.label, r.version);
       this.requireMechanism(P.CKM_RSA_PKCS_KEY_PAIR_GEN, P.CKF_GENERATE_KEY_PAIR, 'generating an RSA key pair');
       ctx.mechanism = P.CKM_RSA_PKCS_KEY_PAIR_GEN;
       const id = versionToId(r.version);
@@ -686,10 +600,10 @@ export class Pkcs11Hsm implements Hsm {
       ];
       const mech = { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const kp = ctx.async ? await this.lib!.C_GenerateKeyPairAsync(s, mech, pub, priv) : this.lib!.C_GenerateKeyPair(s, mech, pub, priv);
-      const k = this.readKey(s, kp.privateKey, P.CKO_PRIVATE_KEY);
+      const k = this.keys!.read(s, kp.privateKey, P.CKO_PRIVATE_KEY);
       if (!k) throw new HsmDeviceError(`the token made an RSA key pair for ${refName(r)} that reads back wrongly`);
-      this.keyCache.set(r, k);
-      return { publicKeyDer: this.publicKeyDer(s, kp.publicKey) };
+      this.keys!.remember(r, k);
+      return { publicKeyDer: this.keys!.publicKeyDer(s, kp.publicKey) };
     });
   }
 
@@ -698,7 +612,7 @@ export class Pkcs11Hsm implements Hsm {
     const d = checkData(data);
     return this.run({ op: `sign with ${refName(r)}`, ref: r }, async (s, ctx) => {
       const P = this.P!;
-      const k = this.rsaKey(s, r, 'sign');
+      const k = this.keys!.rsa(s, r, 'sign');
       const mech = { mechanism: P.CKM_SHA256_RSA_PKCS };
       this.requireMechanism(mech.mechanism, P.CKF_SIGN, 'RSA signatures');
       ctx.mechanism = mech.mechanism;
@@ -713,7 +627,7 @@ export class Pkcs11Hsm implements Hsm {
     const sig = checkBuffer(signature, 'signature');
     return this.run({ op: `verify with ${refName(r)}`, ref: r }, async (s, ctx) => {
       const P = this.P!;
-      const k = this.rsaKey(s, r, 'verify signatures');
+      const k = this.keys!.rsa(s, r, 'verify signatures');
       const mech = { mechanism: P.CKM_SHA256_RSA_PKCS };
       this.requireMechanism(mech.mechanism, P.CKF_VERIFY, 'RSA signatures');
       ctx.mechanism = mech.mechanism;
@@ -822,19 +736,8 @@ export class Pkcs11Hsm implements Hsm {
     try {
       return this.translate(e, s, ctx);
     } finally {
-      if (dead) this.forgetSession(s);
+      if (dead) this.derived.forgetSession(s);
       pool.release(s, dead);
-    }
-  }
-
-  /** A session is closing: the derived keys it created go with it. */
-  private forgetSession(s: Handle): void {
-    const id = this.sessionId(s);
-    for (const [k, e] of this.derivedCache) {
-      if (e.session === id) {
-        this.derivedCache.delete(k);
-        e.doomed = true;
-      }
     }
   }
 
@@ -919,7 +822,7 @@ export class Pkcs11Hsm implements Hsm {
     } catch {
       this.singleDes = 'broken';
     } finally {
-      if (k) this.destroy(s, [k]);
+      if (k) this.keys!.destroy(s, [k]);
     }
   }
 
@@ -948,8 +851,8 @@ export class Pkcs11Hsm implements Hsm {
           this.loggedOut();
           return new HsmNotLoggedInError(`${ctx.op}: the token was logged out (${ckr}); the next call logs in again`);
         }
-        this.keyCache.clear();
-        this.derivedCache.clear();
+        this.keys?.clear();
+        this.derived.drop();
         return ctx.ref ? new HsmKeyNotFoundError(ctx.ref.label, ctx.ref.version, `token '${this.options.tokenLabel}' (object went away: ${ckr})`) : new HsmDeviceError(`${ctx.op}: ${ckr}`, ckr);
       case 'CKR_SESSION_HANDLE_INVALID':
       case 'CKR_SESSION_CLOSED':
@@ -1001,8 +904,8 @@ export class Pkcs11Hsm implements Hsm {
   /** Logged out: private object handles and private session objects are gone (PKCS#11 2.40, 5.6 C_Logout). */
   private loggedOut(): void {
     this.needsLogin = true;
-    this.keyCache.clear();
-    this.derivedCache.clear();
+    this.keys?.clear();
+    this.derived.drop();
   }
 
   /** Sessions closed underneath us: start a fresh pool (closing a token's last session also logs out). */
@@ -1015,162 +918,6 @@ export class Pkcs11Hsm implements Hsm {
   private tokenLost(): void {
     this.sessionsLost();
     this.slot = undefined;
-  }
-
-  // ------------------------------------------------------------------------------------------------------
-  // Objects
-
-  private findObjects(s: Handle, template: { type: number; value?: unknown }[]): Handle[] {
-    const lib = this.lib!;
-    lib.C_FindObjectsInit(s, template as Parameters<PKCS11['C_FindObjectsInit']>[1]);
-    try {
-      const out: Handle[] = [];
-      for (;;) {
-        const batch = lib.C_FindObjects(s, 64);
-        out.push(...batch);
-        if (batch.length < 64) return out;
-      }
-    } finally {
-      lib.C_FindObjectsFinal(s);
-    }
-  }
-
-  /** A stored key by reference (cached), or undefined. */
-  private lookupKey(s: Handle, ref: KeyRef): TokenKey | undefined {
-    const cached = this.keyCache.get(ref);
-    if (cached) return cached;
-    const P = this.P!;
-    for (const h of this.findObjects(s, [{ type: P.CKA_LABEL, value: ref.label }])) {
-      const [cls, id] = this.lib!.C_GetAttributeValue(s, h, [{ type: P.CKA_CLASS }, { type: P.CKA_ID }]).map((a) => a.value);
-      const c = ulong(cls);
-      if ((c !== P.CKO_SECRET_KEY && c !== P.CKO_PRIVATE_KEY) || idToVersion(id ?? Buffer.alloc(0)) !== ref.version) continue;
-      const k = this.readKey(s, h, c);
-      if (k) {
-        this.keyCache.set(ref, k);
-        return k;
-      }
-    }
-    return undefined;
-  }
-
-  private key(s: Handle, ref: KeyRef): TokenKey {
-    const k = this.lookupKey(s, ref);
-    if (!k) throw new HsmKeyNotFoundError(ref.label, ref.version, `token '${this.options.tokenLabel}'`);
-    return k;
-  }
-
-  private rsaKey(s: Handle, ref: KeyRef, op: string): TokenKey {
-    const k = this.key(s, ref);
-    requireRsa(k.info, op);
-    requireUsage(k.info, 'mac', op);
-    if (!k.publicHandle) throw new HsmKeyNotFoundError(ref.label, ref.version, `token '${this.options.tokenLabel}' (public key object)`);
-    return k;
-  }
-
-  /** Read an object into a TokenKey; undefined for objects purselab cannot use (other types, foreign labels or IDs). */
-  private readKey(s: Handle, h: Handle, cls: number): TokenKey | undefined {
-    const P = this.P!;
-    const lib = this.lib!;
-    const bool = (b: Buffer | undefined): boolean => !!b && b.length > 0 && b[0] !== 0;
-    if (cls === P.CKO_SECRET_KEY) {
-      const types = [P.CKA_KEY_TYPE, P.CKA_LABEL, P.CKA_ID, P.CKA_ENCRYPT, P.CKA_DECRYPT, P.CKA_SIGN, P.CKA_VERIFY, P.CKA_DERIVE, P.CKA_WRAP, P.CKA_UNWRAP];
-      const v = lib.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value);
-      const ckk = ulong(v[0]);
-      const label = v[1]?.toString('utf8') ?? '';
-      const version = idToVersion(v[2] ?? Buffer.alloc(0));
-      if (!LABEL_PATTERN.test(label) || version === undefined || version > 0xffff) return undefined;
-      let type: SymmetricKeyType;
-      if (ckk === P.CKK_DES2 || ckk === P.CKK_DES3) type = 'DES3-2KEY';
-      else if (ckk === P.CKK_AES) {
-        // SoftHSM2 leaves CKA_VALUE_LEN at 0 on keys it unwrapped: 0 = not told, taken as 16.
-        const len = ulong(lib.C_GetAttributeValue(s, h, [{ type: P.CKA_VALUE_LEN }])[0]?.value);
-        if (len !== 16 && len !== 0) return undefined;
-        type = 'AES-128';
-      } else return undefined;
-      const attrs = { encrypt: bool(v[3]), decrypt: bool(v[4]), sign: bool(v[5]), verify: bool(v[6]), derive: bool(v[7]), wrap: bool(v[8]), unwrap: bool(v[9]) };
-      const usage: KeyUsage[] = [];
-      if (attrs.verify) usage.push('mac');
-      if (attrs.decrypt) usage.push('encrypt');
-      if (attrs.derive) usage.push('derive');
-      if (attrs.unwrap) usage.push('wrap');
-      const partial = { handle: h, ckk, attrs, info: { label, version, type, usage, kcv: '' } };
-      return { ...partial, info: { ...partial.info, kcv: this.storedKcv(s, partial) } };
-    }
-    if (cls === P.CKO_PRIVATE_KEY) {
-      const v = lib.C_GetAttributeValue(s, h, [P.CKA_KEY_TYPE, P.CKA_LABEL, P.CKA_ID, P.CKA_SIGN, P.CKA_UNWRAP].map((type) => ({ type }))).map((a) => a.value);
-      if (ulong(v[0]) !== P.CKK_RSA) return undefined;
-      const label = v[1]?.toString('utf8') ?? '';
-      const id = v[2] ?? Buffer.alloc(0);
-      const version = idToVersion(id);
-      if (!LABEL_PATTERN.test(label) || version === undefined || version > 0xffff) return undefined;
-      const pubs = this.findObjects(s, [
-        { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
-        { type: P.CKA_LABEL, value: label },
-        { type: P.CKA_ID, value: id },
-      ]);
-      const pub = pubs[0];
-      if (!pub) return undefined;
-      const der = this.publicKeyDer(s, pub);
-      if (createPublicKey({ key: der, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength !== 2048) return undefined;
-      const attrs = { encrypt: false, decrypt: false, sign: bool(v[3]), verify: bool(v[3]), derive: false, wrap: bool(v[4]), unwrap: bool(v[4]) };
-      const usage: KeyUsage[] = [];
-      if (attrs.sign) usage.push('mac');
-      if (attrs.unwrap) usage.push('wrap');
-      return { handle: h, publicHandle: pub, ckk: P.CKK_RSA, attrs, info: { label, version, type: 'RSA-2048', usage, kcv: rsaCheckValue(der).toString('hex').toUpperCase() } };
-    }
-    return undefined;
-  }
-
-  private publicKeyDer(s: Handle, pub: Handle): Buffer {
-    const P = this.P!;
-    const [n, e] = this.lib!.C_GetAttributeValue(s, pub, [{ type: P.CKA_MODULUS }, { type: P.CKA_PUBLIC_EXPONENT }]).map((a) => a.value);
-    const key = createPublicKey({ key: { kty: 'RSA', n: n!.toString('base64url'), e: e!.toString('base64url') }, format: 'jwk' });
-    return key.export({ type: 'spki', format: 'der' });
-  }
-
-  private cacheNew(s: Handle, h: Handle, cls: number): KeyInfo {
-    const k = this.readKey(s, h, cls);
-    if (!k) throw new HsmDeviceError('the token created a key that reads back wrongly');
-    this.keyCache.set(k.info, k);
-    return k.info;
-  }
-
-  /** Attributes for a secret key this backend creates. See docs/hsm-bridge.md, "Key objects". */
-  private secretTemplate(ref: KeyRef, type: SymmetricKeyType, usage: readonly KeyUsage[]): { type: number; value: number | boolean | string | Buffer }[] {
-    const P = this.P!;
-    const has = (u: KeyUsage): boolean => usage.includes(u);
-    const des = type === 'DES3-2KEY';
-    return [
-      { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-      { type: P.CKA_KEY_TYPE, value: des ? P.CKK_DES2 : P.CKK_AES },
-      { type: P.CKA_TOKEN, value: true },
-      { type: P.CKA_PRIVATE, value: true },
-      { type: P.CKA_SENSITIVE, value: true },
-      { type: P.CKA_EXTRACTABLE, value: false },
-      { type: P.CKA_LABEL, value: ref.label },
-      { type: P.CKA_ID, value: versionToId(ref.version) },
-      // 3DES CBC-MACs are CBC encryptions (no CKM_DES3_MAC on SoftHSM2), and a 3DES check value is an ECB
-      // encryption: every 3DES key encrypts except a derivation-only master (which would otherwise give out card
-      // key halves as ciphertext; its check value comes from a derivation). AES keys sign so the CMAC check value
-      // can be made.
-      { type: P.CKA_ENCRYPT, value: has('encrypt') || (des && (has('mac') || !has('derive'))) },
-      { type: P.CKA_DECRYPT, value: has('encrypt') },
-      { type: P.CKA_SIGN, value: has('mac') || !des },
-      { type: P.CKA_VERIFY, value: has('mac') },
-      { type: P.CKA_DERIVE, value: has('derive') },
-      { type: P.CKA_WRAP, value: has('wrap') },
-      { type: P.CKA_UNWRAP, value: has('wrap') },
-    ];
-  }
-
-  private destroy(s: Handle, objects: Handle[]): void {
-    for (const o of objects) {
-      try {
-        this.lib!.C_DestroyObject(s, o);
-      } catch {
-        /* gone already (session closed, logout) */
-      }
-    }
   }
 
   private requireMechanism(mech: number, flag: number | undefined, purpose: string): void {
@@ -1197,16 +944,16 @@ export class Pkcs11Hsm implements Hsm {
     const ctx = new SpecContext(op, spec);
     return this.run(ctx, (s): T | Promise<T> => {
       if (spec.kind === 'stored') {
-        const k = this.key(s, spec.ref);
+        const k = this.keys!.get(s, spec.ref);
         const type = requireSymmetric(k.info, op);
         if (usage) requireUsage(k.info, usage, op);
         const m: Material = type === 'AES-128' ? { kind: 'aes', key: k.handle } : { kind: 'des2', key: k.handle };
         return fn(s, ctx, m, k, type);
       }
-      const mk = this.key(s, spec.master);
+      const mk = this.keys!.get(s, spec.master);
       const type = requireSymmetric(mk.info, 'derivation');
       requireUsage(mk.info, 'derive', 'derive card keys');
-      const cached = this.cachedDerived(spec);
+      const cached = this.derived.lookup(spec);
       if (cached) return this.using(s, cached, () => fn(s, ctx, cached.material, undefined, type));
       return then(this.derivedKey(s, ctx, spec, mk, type), (entry) => this.using(s, entry, () => fn(s, ctx, entry.material, undefined, type)));
     });
@@ -1218,53 +965,16 @@ export class Pkcs11Hsm implements Hsm {
     try {
       r = f();
     } catch (e) {
-      this.unuse(s, entry);
+      this.derived.release(s, entry);
       throw e;
     }
-    if (r instanceof Promise) return r.finally(() => this.unuse(s, entry));
-    this.unuse(s, entry);
+    if (r instanceof Promise) return r.finally(() => this.derived.release(s, entry));
+    this.derived.release(s, entry);
     return r;
   }
 
-  private sessionId(s: Handle): string {
-    let id = this.sessionIds.get(s);
-    if (id === undefined) this.sessionIds.set(s, (id = s.toString('hex')));
-    return id;
-  }
-
-  private derivedId(spec: ResolvedSpec & { kind: 'derived' }): string {
-    // The same card key as last time (a load's S1, S2 and S3): the id string made then, whose hash the Map
-    // has already computed, instead of a new one.
-    const last = this.lastDerived;
-    if (last && last.label === spec.master.label && last.version === spec.master.version && sameBytes(last.cardId, spec.cardId)) return last.id;
-    const id = `${refKey(spec.master)}\u0000${bcdToCardId(spec.cardId)}`;
-    this.lastDerived = { label: spec.master.label, version: spec.master.version, cardId: Buffer.from(spec.cardId), id };
-    return id;
-  }
-
-  /** A live cached derivation of this card key (taken into use), or undefined. */
-  private cachedDerived(spec: ResolvedSpec & { kind: 'derived' }): DerivedEntry | undefined {
-    if (this.cacheMax === 0) return undefined;
-    const id = this.derivedId(spec);
-    const hit = this.derivedCache.get(id);
-    if (!hit || hit.expires <= Date.now()) {
-      // not keeping: would it have been a hit?
-      const ghost = this.keepingDerived ? undefined : this.ghosts.get(id);
-      this.countLookup(ghost !== undefined && ghost > Date.now());
-      return undefined;
-    }
-    this.countLookup(true);
-    if (this.mostRecent !== id) {
-      this.derivedCache.delete(id); // re-insert: most recently used last
-      this.derivedCache.set(id, hit);
-      this.mostRecent = id;
-    }
-    hit.users++;
-    return hit;
-  }
-
   /** Derive a card key inside the token (synchronously with sync token calls) and cache it. */
-  private derivedKey(s: Handle, ctx: OpContext, spec: ResolvedSpec & { kind: 'derived' }, mk: TokenKey, type: SymmetricKeyType): DerivedEntry | Promise<DerivedEntry> {
+  private derivedKey(s: Handle, ctx: OpContext, spec: DerivedSpec, mk: TokenKey, type: SymmetricKeyType): DerivedEntry | Promise<DerivedEntry> {
     const P = this.P!;
     const now = Date.now();
     const blocks = diversificationBlocks(spec.cardId, type);
@@ -1277,63 +987,26 @@ export class Pkcs11Hsm implements Hsm {
         try {
           k2 = this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[1]!);
         } catch (e) {
-          this.destroy(s, [k1]);
+          this.keys!.destroy(s, [k1]);
           throw e;
         }
-        if (!(k2 instanceof Promise)) return this.keepDerived(s, spec, now, [k1, k2], { kind: 'des-halves', k1, k2 });
+        if (!(k2 instanceof Promise)) return this.derived.keep(s, spec, now, [k1, k2], { kind: 'des-halves', k1, k2 });
         return k2.then(
-          (h) => this.keepDerived(s, spec, now, [k1, h], { kind: 'des-halves', k1, k2: h }),
+          (h) => this.derived.keep(s, spec, now, [k1, h], { kind: 'des-halves', k1, k2: h }),
           (e: unknown) => {
-            this.destroy(s, [k1]);
+            this.keys!.destroy(s, [k1]);
             throw e;
           },
         );
       });
     }
     this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
-    return then(this.deriveOne(s, ctx, mk.handle, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.keepDerived(s, spec, now, [k], { kind: 'aes', key: k }));
+    return then(this.deriveOne(s, ctx, mk.handle, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.derived.keep(s, spec, now, [k], { kind: 'aes', key: k }));
   }
 
-  /** A derived card key's cache entry (taken into use), kept in the cache when it has room. */
-  private keepDerived(s: Handle, spec: ResolvedSpec & { kind: 'derived' }, now: number, objects: Handle[], material: Material): DerivedEntry {
-    const id = this.derivedId(spec);
-    const keep = this.cacheMax > 0 && this.keepingDerived;
-    const entry: DerivedEntry = { material, objects, session: this.sessionId(s), expires: now + this.cacheTtl, users: 1, doomed: !keep };
-    if (!keep && this.cacheMax > 0) {
-      this.ghosts.delete(id);
-      this.ghosts.set(id, now + this.cacheTtl);
-      if (this.ghosts.size > this.cacheMax) this.ghosts.delete(this.ghosts.keys().next().value!);
-    }
-    if (keep) {
-      const old = this.derivedCache.get(id);
-      if (old) this.evict(s, id, old);
-      this.derivedCache.set(id, entry);
-      this.mostRecent = id;
-      for (const [k, e] of this.derivedCache) {
-        if (this.derivedCache.size <= this.cacheMax && e.expires > now) break;
-        this.evict(s, k, e);
-      }
-    }
-    return entry;
-  }
-
-  /**
-   * Count a derived-key lookup; at the end of each window decide whether new derivations are kept: only when
-   * at least 1 in DERIVED_HIT_SHARE lookups hit (or, while not keeping, would have hit a ghost).
-   */
-  private countLookup(hit: boolean): void {
-    if (hit) this.derivedHits++;
-    if (++this.derivedLookups < DERIVED_WINDOW) return;
-    const keep = this.derivedHits * DERIVED_HIT_SHARE >= this.derivedLookups;
-    if (keep && !this.keepingDerived) this.ghosts.clear();
-    this.keepingDerived = keep;
-    this.derivedLookups = 0;
-    this.derivedHits = 0;
-  }
-
-  /** Whether new derived card keys are being kept in the cache (see countLookup). */
+  /** Whether new derived card keys are being kept in the cache (see derived-keys.ts). */
   get keepingDerivedKeys(): boolean {
-    return this.cacheMax > 0 && this.keepingDerived;
+    return this.derived.keepingNew;
   }
 
   /** One card-key block derived inside the token (see cardKeyDerivation). */
@@ -1350,17 +1023,6 @@ export class Pkcs11Hsm implements Hsm {
       'a 2-key 3DES card key is derived as two single-DES halves (the token cannot assemble a CKK_DES2 from two derived blocks), so its operations need CKM_DES_ECB / CKM_DES_CBC';
     if (this.singleDes === 'absent') throw new HsmMechanismUnsupportedError('CKM_DES_ECB', `token '${this.options.tokenLabel}' has no CKM_DES_ECB/CKM_DES_CBC: ${why}`);
     throw new HsmMechanismUnsupportedError('CKM_DES_ECB', `${this.singleDesHint()}; ${why}`);
-  }
-
-  private unuse(s: Handle, e: DerivedEntry): void {
-    e.users--;
-    if (e.doomed && e.users === 0) this.destroy(s, e.objects);
-  }
-
-  private evict(s: Handle, id: string, e: DerivedEntry): void {
-    this.derivedCache.delete(id);
-    e.doomed = true;
-    if (e.users === 0) this.destroy(s, e.objects);
   }
 
   // ------------------------------------------------------------------------------------------------------
@@ -1454,46 +1116,8 @@ export class Pkcs11Hsm implements Hsm {
   private materialKcv(s: Handle, ctx: OpContext, m: Material): Buffer | Promise<Buffer> {
     if (m.kind === 'des-halves') return this.ede(s, ctx, m, ZERO8).subarray(0, 3);
     if (m.kind === 'aes') return then(this.mac(s, ctx, m, 'AES-CMAC', ZERO16), (full) => full.subarray(0, 3));
-    throw new HsmDeviceError('stored DES keys take their check value from readKey');
+    throw new HsmDeviceError('stored DES keys take their check value from TokenKeys.read');
   }
 
-  /**
-   * Check value of a stored key, from what the token allows: 3DES: CKA_CHECK_VALUE, else 3DES-ECB of zeros
-   * (CKA_ENCRYPT), else a derivation of the zero block (CKA_DERIVE); AES: CMAC of 16 zeros (CKA_SIGN).
-   * '' when the key allows none of these.
-   */
-  private storedKcv(s: Handle, k: Omit<TokenKey, 'info'> & { info: KeyInfo }): string {
-    const P = this.P!;
-    const lib = this.lib!;
-    const hex = (b: Buffer): string => b.subarray(0, 3).toString('hex').toUpperCase();
-    const ctx: OpContext = { op: `check value of ${refName(k.info)}` };
-    if (k.info.type === 'AES-128') {
-      if (!k.attrs.sign || !this.mechs.has(P.CKM_AES_CMAC)) return '';
-      lib.C_SignInit(s, { mechanism: P.CKM_AES_CMAC }, k.handle);
-      return hex(lib.C_Sign(s, ZERO16, Buffer.alloc(16)));
-    }
-    try {
-      const cv = lib.C_GetAttributeValue(s, k.handle, [{ type: P.CKA_CHECK_VALUE }])[0]?.value;
-      if (cv && cv.length >= 3) return hex(cv);
-    } catch {
-      /* no CKA_CHECK_VALUE on this token */
-    }
-    if (k.attrs.encrypt && this.mechs.has(P.CKM_DES3_ECB)) return hex(this.encSync(s, ctx, { mechanism: P.CKM_DES3_ECB }, k.handle, ZERO8));
-    if (k.attrs.derive && this.mechs.has(P.CKM_DES3_CBC_ENCRYPT_DATA)) {
-      const h = lib.C_DeriveKey(s, { mechanism: P.CKM_DES3_CBC_ENCRYPT_DATA, parameter: params({ type: P.CK_PARAMS_DES_CBC_ENCRYPT_DATA, iv: ZERO8, data: ZERO8 }) }, k.handle, [
-        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
-        { type: P.CKA_KEY_TYPE, value: P.CKK_GENERIC_SECRET },
-        { type: P.CKA_VALUE_LEN, value: 8 },
-        { type: P.CKA_TOKEN, value: false },
-        { type: P.CKA_SENSITIVE, value: false },
-        { type: P.CKA_EXTRACTABLE, value: true },
-      ]);
-      try {
-        return hex(lib.C_GetAttributeValue(s, h, [{ type: P.CKA_VALUE }])[0]!.value);
-      } finally {
-        this.destroy(s, [h]);
-      }
-    }
-    return '';
-  }
+
 }
