@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { command } from '../../src/apdu/command.ts';
 import { TransportError } from '../../src/transport/errors.ts';
-import { openPcscChannel, watchReaders, type PcscEvent } from '../../src/transport/pcsc.ts';
+import { openPcscChannel, type PcscEvent } from '../../src/transport/pcsc.ts';
+import { watchReaders } from '../../src/transport/pcsc-watcher.ts';
 import { REFERENCE_AID } from '../../card-applet-sim/applets/index.ts';
 import { cardIn, describeRig, detectRig, freeSlots, killAll, noCardIn, pull, REPO, runCli, startEmulator, startFixture, tempDir, waitForReader } from './rig.ts';
 

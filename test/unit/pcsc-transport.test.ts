@@ -13,9 +13,9 @@ import {
   PcscContext,
   resolveReaderName,
   setStuckCallPolicy,
-  watchReaders,
   type PcscEvent,
 } from '../../src/transport/pcsc.ts';
+import { watchReaders } from '../../src/transport/pcsc-watcher.ts';
 import { fake } from './support/fake-pcsclite.ts';
 
 process.env.PURSELAB_PCSCLITE_MODULE = fileURLToPath(new URL('./support/fake-pcsclite.ts', import.meta.url));

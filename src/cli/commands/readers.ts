@@ -2,7 +2,8 @@
 // reader and card events until Ctrl-C.
 
 import { toHex } from '../../apdu/hex.ts';
-import { listReaders, watchReaders, type PcscEvent, type PcscReaderInfo } from '../../transport/pcsc.ts';
+import { listReaders, type PcscEvent, type PcscReaderInfo } from '../../transport/pcsc.ts';
+import { watchReaders } from '../../transport/pcsc-watcher.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.ts';
 
 function describeCard(r: PcscReaderInfo): string {

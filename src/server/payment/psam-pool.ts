@@ -129,7 +129,7 @@ export class PsamPool extends EventEmitter {
 
   private async watch(): Promise<void> {
     try {
-      const { watchReaders } = await import('../../transport/pcsc.ts');
+      const { watchReaders } = await import('../../transport/pcsc-watcher.ts');
       const w = watchReaders({ initial: false, retryMs: this.options.timeouts.probeMs });
       w.on('event', (ev: { type: string; reader?: string }) => {
         if (!ev.reader) return;
