@@ -99,6 +99,16 @@ async function closeAll(closers: Array<() => Promise<void>>): Promise<void> {
   for (const c of closers.reverse()) await c().catch(() => undefined);
 }
 
+/** Finish setting up something `close` takes down: when that fails, close it (ignoring its errors) and rethrow. */
+async function closedOnFailure<T>(close: () => Promise<void>, finish: () => Promise<T>): Promise<T> {
+  try {
+    return await finish();
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+}
+
 /** The world's payment server (its PSAMs emulated in-process). */
 export interface PaymentPart {
   readonly payment: PaymentServer;
@@ -130,12 +140,10 @@ export async function startPaymentPart(o: ShopOptions): Promise<PaymentPart> {
     resolveEveryMs: o.paymentResolveEveryMs ?? 0,
     openPsam: async (r) => new EmulatorChannel(psams[Number(r.split(':')[1])]!),
   });
-  try {
-    return { payment, psams, paymentUrl: await listen(payment.app, '127.0.0.1', 0), close: () => payment.close() };
-  } catch (e) {
-    await payment.close().catch(() => undefined);
-    throw e;
-  }
+  return closedOnFailure(
+    () => payment.close(),
+    async () => ({ payment, psams, paymentUrl: await listen(payment.app, '127.0.0.1', 0), close: () => payment.close() }),
+  );
 }
 
 /** The world's merchant, selling through the payment server at `paymentUrl`. */
@@ -169,7 +177,7 @@ export async function startMerchantPart(o: Pick<ShopOptions, 'dir' | 'opalUrl'> 
     dbPath: join(o.dir, 'merchant.db'),
     logLevel: false,
   });
-  try {
+  return closedOnFailure(() => merchant.close(), async () => {
     const merchantUrl = await merchant.listen();
     return {
       merchant,
@@ -180,22 +188,19 @@ export async function startMerchantPart(o: Pick<ShopOptions, 'dir' | 'opalUrl'> 
       },
       close: () => merchant.close(),
     };
-  } catch (e) {
-    await merchant.close().catch(() => undefined);
-    throw e;
-  }
+  });
 }
 
 /** The payment server, then the merchant selling through it. */
 export async function startShop(o: ShopOptions): Promise<Shop> {
   const payment = await startPaymentPart(o);
-  try {
-    const merchant = await startMerchantPart({ dir: o.dir, paymentUrl: payment.paymentUrl, ...(o.opalUrl ? { opalUrl: o.opalUrl } : {}) });
-    return { ...payment, ...merchant, close: () => closeAll([() => payment.close(), () => merchant.close()]) };
-  } catch (e) {
-    await payment.close().catch(() => undefined);
-    throw e;
-  }
+  return closedOnFailure(
+    () => payment.close(),
+    async () => {
+      const merchant = await startMerchantPart({ dir: o.dir, paymentUrl: payment.paymentUrl, ...(o.opalUrl ? { opalUrl: o.opalUrl } : {}) });
+      return { ...payment, ...merchant, close: () => closeAll([() => payment.close(), () => merchant.close()]) };
+    },
+  );
 }
 
 export async function startOpalNode(o: OpalNodeOptions): Promise<OpalNode> {
@@ -210,7 +215,7 @@ export async function startOpalNode(o: OpalNodeOptions): Promise<OpalNode> {
   );
   const mailer = new MemoryMailer();
   const opal = await createOpalServer({ config, hsm: o.hsm, dbPath: join(o.dir, 'opal.db'), mailer, logLevel: false, ...(o.adminToken ? { adminToken: o.adminToken } : {}) });
-  try {
+  return closedOnFailure(() => opal.close(), async () => {
     const opalUrl = await opal.listen('127.0.0.1', 0);
     const post = <T>(path: string, body: object, token?: string) => requestJson<T>(`${opalUrl}${path}`, { method: 'POST', body, ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     return {
@@ -228,10 +233,7 @@ export async function startOpalNode(o: OpalNodeOptions): Promise<OpalNode> {
       },
       close: () => opal.close(),
     };
-  } catch (e) {
-    await opal.close().catch(() => undefined);
-    throw e;
-  }
+  });
 }
 
 /** OPAL, then the shop whose payment page links to it, all in the calling thread. */
