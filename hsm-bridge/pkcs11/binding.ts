@@ -1,6 +1,6 @@
 // pkcs11js, loaded on first use (the native addon is not touched unless a PKCS#11 backend is opened), the
 // process-wide registry of loaded modules (a module is C_Initialize'd once per process, whoever uses it), and
-// names for CKR_/CKM_ values.
+// names for CKR_/CKM_ values, and the shapes of its arguments and attribute values (params, ulong).
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -105,6 +105,9 @@ export function releaseModule(path: string): void {
     /* ditto */
   }
 }
+
+/** Mechanism parameter objects (pkcs11js's IParams subtypes are not exported one by one). */
+export const params = (p: { type: number } & Record<string, unknown>): import('pkcs11js').IParams => p;
 
 /** CK_ULONG attribute values come back as little-endian machine words. */
 export function ulong(buf: Buffer | undefined): number {

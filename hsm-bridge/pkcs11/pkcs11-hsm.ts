@@ -7,8 +7,8 @@
 // Keys this backend creates are token objects, private, CKA_SENSITIVE and not CKA_EXTRACTABLE (token-keys.ts
 // finds, reads and templates them). Card keys are derived inside the token (CKM_DES3_CBC_ENCRYPT_DATA /
 // CKM_AES_CBC_ENCRYPT_DATA over one block with a zero IV, which is ECB of that block) into session objects
-// that are destroyed after use or kept in a small, time-bounded cache (derived-keys.ts). MACs use the mechanisms the token has, composed by src/crypto's MAC code where the
-// token has no MAC mechanism. docs/hsm-bridge.md has the full mechanism map.
+// that are destroyed after use or kept in a small, time-bounded cache (derived-keys.ts). MACs use the
+// mechanisms the token has, composed by src/crypto's MAC code where the token has no MAC mechanism. docs/hsm-bridge.md has the full mechanism map.
 //
 // Faults give typed errors (hsm-bridge/errors.ts) and are never retried: a failed operation is reported, the
 // bridge repairs what it can (new sessions, login, looking for the token again) on the NEXT call.
@@ -64,6 +64,7 @@ import {
   ckrOf,
   mechanismName,
   opensslLegacyActive,
+  params,
   pkcs11js,
   releaseModule,
   ulong,
@@ -75,7 +76,7 @@ import { SessionPool } from './session-pool.ts';
 import type { SessionProcesses } from './session-processes.ts';
 import { METHOD_INDEX } from './session-protocol.ts';
 import { DerivedKeyCache, type DerivedEntry, type DerivedSpec, type Material } from './derived-keys.ts';
-import { params, TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
+import { TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -365,7 +366,6 @@ export class Pkcs11Hsm implements Hsm {
       }
     }
     this.derived.reset();
-    this.keys?.clear();
     pool?.dispose(new HsmNotOpenError('pkcs11'));
     this.pool = undefined;
     this.slot = undefined;

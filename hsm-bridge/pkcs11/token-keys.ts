@@ -7,7 +7,7 @@ import { createPublicKey } from 'node:crypto';
 import { LABEL_PATTERN, refName, requireRsa, requireUsage, rsaCheckValue } from '../common.ts';
 import { HsmDeviceError, HsmKeyNotFoundError } from '../errors.ts';
 import type { KeyInfo, KeyRef, KeyUsage, SymmetricKeyType } from '../hsm.ts';
-import { ulong, type Handle, type PKCS11, type Pkcs11Js } from './binding.ts';
+import { params, ulong, type Handle, type PKCS11, type Pkcs11Js } from './binding.ts';
 
 export interface TokenKey {
   readonly info: KeyInfo;
@@ -32,9 +32,6 @@ export function idToVersion(id: Buffer): number | undefined {
 
 const ZERO8 = Buffer.alloc(8);
 const ZERO16 = Buffer.alloc(16);
-
-/** Mechanism parameter objects (pkcs11js's IParams subtypes are not exported one by one). */
-export const params = (p: { type: number } & Record<string, unknown>): import('pkcs11js').IParams => p;
 
 /** Stored keys by label and version (no key string to build and hash per lookup). */
 class KeyCache {
