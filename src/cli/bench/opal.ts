@@ -71,6 +71,8 @@ interface Measured {
  */
 async function measure(hsm: HsmSpec, total: number, concurrency: number, threads: Threads, capacity = 0): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'purselab-bench-opal-'));
+  // Cardholders (each with a virtual card) and PSAMs for the larger of the two runs.
+  const cardholders = Math.max(concurrency, capacity);
   // The servers, each in the thread asked for: the payment server and the merchant apart ('split') or together.
   // Closed in the reverse of the order they started in (insertion order).
   const parts: Partial<Record<'payment' | 'merchant' | 'shop' | 'opal', WorldHalfHandle>> = {};
@@ -84,10 +86,10 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     const start = async (name: keyof typeof parts, spec: WorldHalfSpec, inWorker: boolean) => (parts[name] = await runWorldHalf(spec, inWorker));
     let merchantUrl: string;
     if (threads === 'split') {
-      const payment = await start('payment', { half: 'payment', dir, psams: Math.max(concurrency, capacity) }, true);
+      const payment = await start('payment', { half: 'payment', dir, psams: cardholders }, true);
       merchantUrl = (await start('merchant', { half: 'merchant', dir, paymentUrl: payment.urls.paymentUrl! }, true)).urls.merchantUrl!;
     } else {
-      merchantUrl = (await start('shop', { half: 'shop', dir, psams: Math.max(concurrency, capacity) }, threads !== 'same')).urls.merchantUrl!;
+      merchantUrl = (await start('shop', { half: 'shop', dir, psams: cardholders }, threads !== 'same')).urls.merchantUrl!;
     }
     const opal = await start('opal', { half: 'opal', dir, hsm, initialBalance: 50_000, cheapPasswords: true }, threads === 'split' || threads === 'shop-opal');
     const opalUrl = opal.urls.opalUrl!;
@@ -102,7 +104,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       const run = await runConcurrently(count, callers, fn);
       const cpu1 = await cpuNow();
       const cpu = Object.fromEntries(CPU_THREADS.map((t, i) => [t, (cpu1[i]! - cpu0[i]!) / count])) as ThreadCpu;
-      return { ...run, cpu };
+      return { perSec: (count * 1000) / run.elapsedMs, lat: summarize(run.samples), cpu };
     };
 
     // Floor: the client library over in-process cards in the main thread, same servers, same concurrency.
@@ -118,7 +120,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       }
     };
     // OPAL: order at the merchant, then the cardholder confirms it at OPAL.
-    const holders = await opal.cardholders('bench.user', Math.max(concurrency, capacity));
+    const holders = await opal.cardholders('bench.user', cardholders);
     const viaOpal = async (w: number) => {
       try {
         const r = await call<{ status: string; message: string }>(`${opalUrl}/v1/purchase`, { pageUrl: await order(), amount: 1 }, holders[w]!.token);
@@ -138,7 +140,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     if (capacity > concurrency) {
       await runConcurrently(600, capacity, viaOpal);
       const c = await timed(total, viaOpal, capacity);
-      cap = { concurrency: capacity, perSec: (total * 1000) / c.elapsedMs, lat: summarize(c.samples), cpu: c.cpu };
+      cap = { concurrency: capacity, ...c };
     }
     // Value: every virtual card lost exactly its paid purchases (counter = purchases, balance = 50000 - counter).
     let valueOk = true;
@@ -147,12 +149,10 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       if (b.balance !== 50_000 - b.counter) valueOk = false;
     }
     return {
-      perSec: (total * 1000) / run.elapsedMs,
-      lat: summarize(run.samples),
-      cpu: run.cpu,
+      ...run,
       warm,
-      floorPerSec: (total * 1000) / floor.elapsedMs,
-      floorLat: summarize(floor.samples),
+      floorPerSec: floor.perSec,
+      floorLat: floor.lat,
       floorCpu: floor.cpu,
       floorWarm,
       failures,
