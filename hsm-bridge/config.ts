@@ -51,15 +51,17 @@ export const HSM_SPEC_ENV = 'PURSELAB_HSM';
 /**
  * A config from one string (env PURSELAB_HSM, server settings):
  *   software:PATH                      key-store file (passphrase: PURSELAB_HSM_MASTER)
- *   pkcs11:MODULE#TOKEN[#PIN_ENV][;processes=N]
+ *   pkcs11:MODULE#TOKEN[#PIN_ENV][;processes=N][;master-copies=off]
  *                                      PKCS#11 module and token label (PIN: PURSELAB_HSM_PIN or PIN_ENV);
  *                                      processes=N: N session processes (docs/hsm-bridge.md: for tokens whose
- *                                      work does not spread over threads, such as SoftHSM2)
+ *                                      work does not spread over threads, such as SoftHSM2);
+ *                                      master-copies=off: derive card keys from the token objects themselves,
+ *                                      never from session copies of the master keys (default on)
  *   serial:LINE                        host-command HSM: LINE = tcp:HOST:PORT or PATH[@BAUD]
  */
 export function parseHsmSpec(text: string): HsmConfig {
   const m = /^(software|pkcs11|serial):(.+)$/.exec(text.trim());
-  if (!m) throw new HsmBadInputError(`cannot read HSM spec '${text}' (software:PATH | pkcs11:MODULE#TOKEN[#PIN_ENV][;processes=N] | serial:LINE)`);
+  if (!m) throw new HsmBadInputError(`cannot read HSM spec '${text}' (software:PATH | pkcs11:MODULE#TOKEN[#PIN_ENV][;processes=N][;master-copies=off] | serial:LINE)`);
   const rest = m[2]!;
   if (m[1] === 'software') return { backend: 'software', path: rest };
   if (m[1] === 'serial') return { backend: 'serial', line: rest };
@@ -67,10 +69,20 @@ export function parseHsmSpec(text: string): HsmConfig {
   const [module, tokenLabel, pinEnv] = main!.split('#');
   if (!module || !tokenLabel) throw new HsmBadInputError(`pkcs11 spec needs MODULE#TOKEN, got '${rest}'`);
   let processes: number | undefined;
+  let masterCopies: boolean | undefined;
   for (const o of options) {
     const p = /^processes=(\d{1,2})$/.exec(o.trim());
-    if (!p) throw new HsmBadInputError(`pkcs11 spec option '${o}' is not known (processes=N)`);
-    processes = Number(p[1]);
+    const c = /^master-copies=(on|off)$/.exec(o.trim());
+    if (p) processes = Number(p[1]);
+    else if (c) masterCopies = c[1] === 'on';
+    else throw new HsmBadInputError(`pkcs11 spec option '${o}' is not known (processes=N, master-copies=on|off)`);
   }
-  return { backend: 'pkcs11', module, tokenLabel, ...(pinEnv ? { pinEnv } : {}), ...(processes !== undefined ? { processes } : {}) };
+  return {
+    backend: 'pkcs11',
+    module,
+    tokenLabel,
+    ...(pinEnv ? { pinEnv } : {}),
+    ...(processes !== undefined ? { processes } : {}),
+    ...(masterCopies !== undefined ? { masterCopies } : {}),
+  };
 }

@@ -118,6 +118,13 @@ export interface Pkcs11HsmOptions {
   readonly processes?: number;
   /** Derived card keys kept as session objects for reuse: at most `max` (default 64; 0 = none) for `ttlMs` (default 10 s). */
   readonly derivedKeyCache?: { readonly max?: number; readonly ttlMs?: number };
+  /**
+   * Derive card keys from a session copy of each master key (default true): C_CopyObject once per master, into
+   * the pool's anchor session, so the copy lives as long as the login. SoftHSM2 derives from a session object
+   * 1.2-2x faster than from its token object (docs/hsm-bridge.md, "Derived keys"). A token that refuses the copy
+   * is used through the token object; false never asks.
+   */
+  readonly masterCopies?: boolean;
 }
 
 interface OpContext {
@@ -282,6 +289,11 @@ export class Pkcs11Hsm implements Hsm {
    */
   get callModes(): { readonly alone: number; readonly concurrent: number } {
     return { ...this.counts };
+  }
+
+  /** Session copies of master keys this backend derives from now (Pkcs11HsmOptions.masterCopies). */
+  get masterCopies(): number {
+    return this.keys?.masterCopies ?? 0;
   }
 
   /** Process ids of the session processes (Pkcs11HsmOptions.processes) running now. */
@@ -978,14 +990,15 @@ export class Pkcs11Hsm implements Hsm {
     const P = this.P!;
     const now = Date.now();
     const blocks = diversificationBlocks(spec.cardId, type);
+    const master = this.options.masterCopies === false ? mk.handle : this.keys!.derivationHandle(mk, this.pool?.anchor);
     if (type === 'DES3-2KEY') {
       this.requireMechanism(P.CKM_DES3_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving 2-key 3DES card keys');
       this.requireSingleDes();
-      return then(this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!), (k1) => {
+      return then(this.deriveOne(s, ctx, master, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!), (k1) => {
         // (inline callbacks: no named closures per call, see macVerify)
         let k2: Handle | Promise<Handle>;
         try {
-          k2 = this.deriveOne(s, ctx, mk.handle, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[1]!);
+          k2 = this.deriveOne(s, ctx, master, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[1]!);
         } catch (e) {
           this.keys!.destroy(s, [k1]);
           throw e;
@@ -1001,7 +1014,7 @@ export class Pkcs11Hsm implements Hsm {
       });
     }
     this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
-    return then(this.deriveOne(s, ctx, mk.handle, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.derived.keep(s, spec, now, [k], { kind: 'aes', key: k }));
+    return then(this.deriveOne(s, ctx, master, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.derived.keep(s, spec, now, [k], { kind: 'aes', key: k }));
   }
 
   /** Whether new derived card keys are being kept in the cache (see derived-keys.ts). */

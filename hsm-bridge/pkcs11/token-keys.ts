@@ -1,7 +1,8 @@
 // The keys stored in a PKCS#11 token as the PKCS#11 backend (pkcs11-hsm.ts) sees them: found by label and
 // version (CKA_LABEL; CKA_ID = the version, 2 bytes big-endian), read back into a KeyInfo (type, usage, check
 // value) or passed over when purselab cannot use them, remembered by label and version, the template of a
-// secret key this backend creates, and the objects it destroys. docs/hsm-bridge.md, "Key objects".
+// secret key this backend creates, the objects it destroys, and the session copies of master keys that card
+// keys are derived from. docs/hsm-bridge.md, "Key objects" and "Derived keys".
 
 import { createPublicKey } from 'node:crypto';
 import { LABEL_PATTERN, refName, requireRsa, requireUsage, rsaCheckValue } from '../common.ts';
@@ -49,9 +50,17 @@ class KeyCache {
   }
 }
 
+/** A master key's session copy, and the session that made it (the copy lives as long as that session). */
+interface MasterCopy {
+  readonly handle: Handle;
+  readonly session: Handle;
+}
+
 /** The stored keys of one token, through one loaded module. */
 export class TokenKeys {
   private readonly cache = new KeyCache();
+  /** Session copies of master keys by their token object: a copy, or null when the token refused one. */
+  private readonly copies = new Map<TokenKey, MasterCopy | null>();
 
   constructor(
     private readonly lib: PKCS11,
@@ -62,9 +71,44 @@ export class TokenKeys {
     private readonly hasMechanism: (mech: number) => boolean,
   ) {}
 
-  /** Forget every key read (logged out, token gone, closed): the next lookup asks the token again. */
+  /**
+   * Forget every key read (logged out, token gone, closed): the next lookup asks the token again. The master
+   * copies are destroyed where they still exist (after a logout or a lost session they are gone already).
+   */
   clear(): void {
     this.cache.clear();
+    for (const c of this.copies.values()) if (c) this.destroy(c.session, [c.handle]);
+    this.copies.clear();
+  }
+
+  /**
+   * The object to derive card keys from with master key `k`: a session copy of it made in session `owner`
+   * (made at the first derivation and kept while `owner` is open), or the token object itself when copies are
+   * off, there is no owner session, or the token refuses to copy the key (CKA_COPYABLE false, C_CopyObject not
+   * supported). SoftHSM2 reads a token object's file on every use, so deriving from a session object is
+   * faster there (measured in docs/hsm-bridge.md); the copy has the key's attributes (sensitive,
+   * non-extractable, private) and no label, so listing keys never shows it.
+   */
+  derivationHandle(k: TokenKey, owner: Handle | undefined): Handle {
+    if (owner === undefined) return k.handle;
+    const known = this.copies.get(k);
+    if (known !== undefined) return known ? known.handle : k.handle;
+    let copy: MasterCopy | null = null;
+    try {
+      const P = this.P;
+      copy = { handle: this.lib.C_CopyObject(owner, k.handle, [{ type: P.CKA_TOKEN, value: false }, { type: P.CKA_LABEL, value: '' }]), session: owner };
+    } catch {
+      /* the token keeps this key to itself: derive from the token object */
+    }
+    this.copies.set(k, copy);
+    return copy ? copy.handle : k.handle;
+  }
+
+  /** Session copies of master keys made so far (not counting refusals). */
+  get masterCopies(): number {
+    let n = 0;
+    for (const c of this.copies.values()) if (c) n++;
+    return n;
   }
 
   /** Remember a key read or created under `ref`. */

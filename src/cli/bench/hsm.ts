@@ -169,8 +169,10 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
     lib.C_FindObjectsFinal(s);
     return h!;
   };
-  const mkDes = find(MASTER_DES.label);
-  const mkAes = find(MASTER_AES.label);
+  // The backend derives from a session copy of each master (Pkcs11HsmOptions.masterCopies): so does the floor.
+  const copy = (h: Handle): Handle => lib.C_CopyObject(s, h, [{ type: P.CKA_TOKEN, value: false }, { type: P.CKA_LABEL, value: '' }]);
+  const mkDes = copy(find(MASTER_DES.label));
+  const mkAes = copy(find(MASTER_AES.label));
   const zero8 = Buffer.alloc(8);
   const zero16 = Buffer.alloc(16);
   const derive = (mk: Handle, aes: boolean, block: Buffer): Handle => {

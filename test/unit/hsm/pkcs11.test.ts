@@ -77,7 +77,7 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     return lib.C_GetAttributeValue(s, h!, types.map((type) => ({ type }))).map((a) => a.value);
   };
   /** Count calls of a pkcs11js method while fn runs. */
-  const counting = async <T>(method: 'C_GenerateKey' | 'C_GenerateKeyAsync' | 'C_Login' | 'C_DeriveKey' | 'C_DeriveKeyAsync', fn: () => Promise<T>): Promise<{ calls: number; result: T | Error }> => {
+  const counting = async <T>(method: 'C_GenerateKey' | 'C_GenerateKeyAsync' | 'C_Login' | 'C_DeriveKey' | 'C_DeriveKeyAsync' | 'C_CopyObject', fn: () => Promise<T>): Promise<{ calls: number; result: T | Error }> => {
     const target = lib as unknown as Record<string, (...a: unknown[]) => unknown>;
     const orig = target[method]!;
     let calls = 0;
@@ -194,7 +194,8 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     await none.open();
     const sessionKeys = (): number =>
       withOwnSession((s) => {
-        lib.C_FindObjectsInit(s, [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_TOKEN, value: false }]);
+        // (derived card keys cannot derive; the masters' session copies can)
+        lib.C_FindObjectsInit(s, [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_TOKEN, value: false }, { type: P.CKA_DERIVE, value: false }]);
         const n = lib.C_FindObjects(s, 1000).length;
         lib.C_FindObjectsFinal(s);
         return n;
@@ -271,6 +272,58 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
       await h.close();
     }
     expect(h.sessionProcessPids).toEqual([]);
+  });
+
+  it('derives from one session copy per master key, never listed; without copies, or when the token refuses one, from the token object', async () => {
+    const masterCopies = (): number =>
+      withOwnSession((s) => {
+        lib.C_FindObjectsInit(s, [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_TOKEN, value: false }, { type: P.CKA_DERIVE, value: true }]);
+        const n = lib.C_FindObjects(s, 1000).length;
+        lib.C_FindObjectsFinal(s);
+        return n;
+      });
+    // a master the token must not copy (CKA_COPYABLE false), as another tool may have made it
+    const noCopy = { label: 'nocopy-mk', version: 1 };
+    withOwnSession((s) =>
+      lib.C_CreateObject(s, [
+        { type: P.CKA_CLASS, value: P.CKO_SECRET_KEY },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_DES2 },
+        { type: P.CKA_TOKEN, value: true },
+        { type: P.CKA_PRIVATE, value: true },
+        { type: P.CKA_SENSITIVE, value: true },
+        { type: P.CKA_DERIVE, value: true },
+        { type: 0x171 /* CKA_COPYABLE */, value: false },
+        { type: P.CKA_LABEL, value: noCopy.label },
+        { type: P.CKA_ID, value: Buffer.from([0, 1]) },
+        { type: P.CKA_VALUE, value: CONFORMANCE_KEYS.desMaster },
+      ]),
+    );
+    const base = masterCopies();
+    const listed = (await hsm.listKeys()).map((k) => `${k.label}/${k.version}`).sort();
+    for (const copies of [true, false]) {
+      const h = new Pkcs11Hsm(options(t, { derivedKeyCache: { max: 0 }, masterCopies: copies }));
+      await h.open();
+      try {
+        const cards = freshCards(3);
+        const run = async (): Promise<void> => {
+          for (const c of cards) {
+            expect(await h.keyCheckValue({ master: REFS.desMaster, cardId: c })).toEqual(expectedKcv(c, false));
+            expect(await h.keyCheckValue({ master: REFS.aesMaster, cardId: c })).toEqual(expectedKcv(c, true));
+            expect(await h.keyCheckValue({ master: noCopy, cardId: c })).toEqual(expectedKcv(c, false));
+          }
+        };
+        const made = await counting('C_CopyObject', run);
+        expect(made.result).toBeUndefined();
+        // with copies: one per master (the refused one asked once, never again), none without
+        expect(made.calls).toBe(copies ? 3 : 0);
+        expect(h.masterCopies).toBe(copies ? 2 : 0);
+        expect(masterCopies()).toBe(base + (copies ? 2 : 0));
+        expect((await h.listKeys()).map((k) => `${k.label}/${k.version}`).sort()).toEqual(listed);
+      } finally {
+        await h.close();
+      }
+      expect(masterCopies()).toBe(base); // the copies go with the backend's sessions
+    }
   });
 
   it('purselab hsm init / keys / health on the token', async () => {

@@ -15,6 +15,12 @@ describe('parseHsmSpec', () => {
     expect(parseHsmSpec('pkcs11:/m.so#tok#MY_PIN;processes=0')).toEqual({ backend: 'pkcs11', module: '/m.so', tokenLabel: 'tok', pinEnv: 'MY_PIN', processes: 0 });
   });
 
+  it('takes master-copies=on|off, alone or with processes', () => {
+    expect(parseHsmSpec('pkcs11:/m.so#tok;master-copies=off')).toEqual({ backend: 'pkcs11', module: '/m.so', tokenLabel: 'tok', masterCopies: false });
+    expect(parseHsmSpec('pkcs11:/m.so#tok;processes=1;master-copies=on')).toEqual({ backend: 'pkcs11', module: '/m.so', tokenLabel: 'tok', processes: 1, masterCopies: true });
+    expect(() => parseHsmSpec('pkcs11:/m.so#tok;master-copies=no')).toThrow(/'master-copies=no' is not known \(processes=N, master-copies=on\|off\)/);
+  });
+
   it('refuses what it cannot read, naming the accepted forms', () => {
     expect(() => parseHsmSpec('vault:x')).toThrow(/software:PATH \| pkcs11:MODULE#TOKEN/);
     expect(() => parseHsmSpec('pkcs11:/m.so')).toThrow(/MODULE#TOKEN/);
