@@ -76,6 +76,14 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     lib.C_FindObjectsFinal(s);
     return lib.C_GetAttributeValue(s, h!, types.map((type) => ({ type }))).map((a) => a.value);
   };
+  /** Secret-key session objects of the application: derived card keys (derive false) or master copies (derive true). */
+  const sessionSecretKeys = (derive: boolean): number =>
+    withOwnSession((s) => {
+      lib.C_FindObjectsInit(s, [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_TOKEN, value: false }, { type: P.CKA_DERIVE, value: derive }]);
+      const n = lib.C_FindObjects(s, 1000).length;
+      lib.C_FindObjectsFinal(s);
+      return n;
+    });
   /** Count calls of a pkcs11js method while fn runs. */
   const counting = async <T>(method: 'C_GenerateKey' | 'C_GenerateKeyAsync' | 'C_Login' | 'C_DeriveKey' | 'C_DeriveKeyAsync' | 'C_CopyObject', fn: () => Promise<T>): Promise<{ calls: number; result: T | Error }> => {
     const target = lib as unknown as Record<string, (...a: unknown[]) => unknown>;
@@ -192,14 +200,7 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     const none = new Pkcs11Hsm(options(t, { derivedKeyCache: { max: 0 } }));
     await bounded.open();
     await none.open();
-    const sessionKeys = (): number =>
-      withOwnSession((s) => {
-        // (derived card keys cannot derive; the masters' session copies can)
-        lib.C_FindObjectsInit(s, [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_TOKEN, value: false }, { type: P.CKA_DERIVE, value: false }]);
-        const n = lib.C_FindObjects(s, 1000).length;
-        lib.C_FindObjectsFinal(s);
-        return n;
-      });
+    const sessionKeys = (): number => sessionSecretKeys(false);
     const base = sessionKeys();
     for (let i = 0; i < 6; i++) await none.macGenerate({ master: REFS.desMaster, cardId: Buffer.from(`601234567890000${i}`, 'hex') }, 'ISO9797-1-ALG3', Buffer.alloc(9));
     expect(sessionKeys()).toBe(base);
@@ -275,13 +276,7 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
   });
 
   it('derives from one session copy per master key, never listed; without copies, or when the token refuses one, from the token object', async () => {
-    const masterCopies = (): number =>
-      withOwnSession((s) => {
-        lib.C_FindObjectsInit(s, [{ type: P.CKA_CLASS, value: P.CKO_SECRET_KEY }, { type: P.CKA_TOKEN, value: false }, { type: P.CKA_DERIVE, value: true }]);
-        const n = lib.C_FindObjects(s, 1000).length;
-        lib.C_FindObjectsFinal(s);
-        return n;
-      });
+    const masterCopies = (): number => sessionSecretKeys(true);
     // a master the token must not copy (CKA_COPYABLE false), as another tool may have made it
     const noCopy = { label: 'nocopy-mk', version: 1 };
     withOwnSession((s) =>
