@@ -77,6 +77,7 @@ import type { SessionProcesses } from './session-processes.ts';
 import { METHOD_INDEX } from './session-protocol.ts';
 import { DerivedKeyCache, type DerivedEntry, type DerivedSpec, type Material } from './derived-keys.ts';
 import { TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
+import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -141,7 +142,6 @@ const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
 const CKZ_DATA_SPECIFIED = 1;
 
-
 /**
  * With calls 'auto', encrypt/decrypt/CMAC calls over less data than this stay synchronous even under
  * concurrency: on SoftHSM2 such a call takes the token about 8 us, while handing it to libuv's pool costs the
@@ -153,9 +153,6 @@ export const AUTO_ASYNC_MIN_BYTES = 4096;
 
 /** A settled promise to hang microtasks on. */
 const SETTLED = Promise.resolve();
-
-const ZERO8 = Buffer.alloc(8);
-const ZERO16 = Buffer.alloc(16);
 
 /**
  * The C_DeriveKey arguments for one card-key block (also used by `purselab bench hsm` for its raw floor):
@@ -1029,7 +1026,6 @@ export class Pkcs11Hsm implements Hsm {
     return ctx.async ? this.lib!.C_DeriveKeyAsync(s, mechanism, master, template) : this.lib!.C_DeriveKey(s, mechanism, master, template);
   }
 
-
   private requireSingleDes(): void {
     if (this.singleDes === 'ok') return;
     const why =
@@ -1131,6 +1127,5 @@ export class Pkcs11Hsm implements Hsm {
     if (m.kind === 'aes') return then(this.mac(s, ctx, m, 'AES-CMAC', ZERO16), (full) => full.subarray(0, 3));
     throw new HsmDeviceError('stored DES keys take their check value from TokenKeys.read');
   }
-
 
 }

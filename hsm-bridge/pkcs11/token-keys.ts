@@ -9,6 +9,7 @@ import { LABEL_PATTERN, refName, requireRsa, requireUsage, rsaCheckValue } from 
 import { HsmDeviceError, HsmKeyNotFoundError } from '../errors.ts';
 import type { KeyInfo, KeyRef, KeyUsage, SymmetricKeyType } from '../hsm.ts';
 import { params, ulong, type Handle, type PKCS11, type Pkcs11Js } from './binding.ts';
+import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
 
 export interface TokenKey {
   readonly info: KeyInfo;
@@ -30,9 +31,6 @@ export function idToVersion(id: Buffer): number | undefined {
   if (id.length > 4) return undefined;
   return id.readUIntBE(0, id.length);
 }
-
-const ZERO8 = Buffer.alloc(8);
-const ZERO16 = Buffer.alloc(16);
 
 /** Stored keys by label and version (no key string to build and hash per lookup). */
 class KeyCache {

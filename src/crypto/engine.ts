@@ -10,6 +10,7 @@
 import { createCipheriv, createDecipheriv, type Cipher, type Decipher } from 'node:crypto';
 import { CryptoError } from './errors.ts';
 import { LruCache } from '../lru.ts';
+import { ZERO16 } from './zero-blocks.ts';
 
 /**
  * A block cipher bound to one key, in CBC mode without padding. This is the primitive the MAC
@@ -24,8 +25,6 @@ export interface CbcPrimitive {
 }
 
 export type CipherFamily = 'des-ede-cbc' | 'aes-128-cbc';
-
-const ZERO16 = Buffer.alloc(16);
 
 /** A reusable CBC encrypt/decrypt context for one key (node:crypto underneath). */
 export class CbcEngine implements CbcPrimitive {

@@ -8,6 +8,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { CbcEngine, engineFor, type CbcPrimitive } from './engine.ts';
 import { CryptoError } from './errors.ts';
 import { padMethod1, padMethod2 } from './padding.ts';
+import { ZERO8, ZERO16 } from './zero-blocks.ts';
 
 /** Padding for the DES MAC algorithms. purselab always uses method 2; method 1 is for published vectors (X9.9/X9.19). */
 export type MacPadding = 'method1' | 'method2';
@@ -22,9 +23,6 @@ function pad(data: Uint8Array, padding: MacPadding): Buffer {
 export type MacAlgorithm = 'ISO9797-1-ALG1' | 'ISO9797-1-ALG3' | 'AES-CMAC';
 
 export const MAC_ALGORITHMS: readonly MacAlgorithm[] = ['ISO9797-1-ALG1', 'ISO9797-1-ALG3', 'AES-CMAC'];
-
-const ZERO8 = Buffer.alloc(8);
-const ZERO16 = Buffer.alloc(16);
 
 /**
  * What a MAC computation needs from a key holder.
