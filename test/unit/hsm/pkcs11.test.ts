@@ -172,9 +172,12 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
   it('a derived-key op after logout fails typed, and works on the next call', async () => {
     const spec = { master: REFS.desMaster, cardId: Buffer.from('6012345678901234', 'hex') };
     const kcv = await hsm.keyCheckValue(spec); // now cached as session objects
+    expect(hsm.masterCopies).toBeGreaterThanOrEqual(1);
     withOwnSession((s) => lib.C_Logout(s));
     expect(await codeOf(hsm.keyCheckValue(spec))).toBe('HSM_NOT_LOGGED_IN');
+    expect(hsm.masterCopies).toBe(0); // the logout took the master copies with it: forgotten
     expect(await hsm.keyCheckValue(spec)).toEqual(kcv);
+    expect(hsm.masterCopies).toBe(1); // a new copy of this one master, made after the new login
   });
 
   it('sessions closed underneath: HSM_SESSION_CLOSED, then new sessions and a new login', async () => {
