@@ -1,7 +1,7 @@
 // `purselab bench [SUITE...]`: runs the benchmark suites and prints their figures (or JSON).
 
 import { benchSuites } from '../bench/index.ts';
-import { referenceLoopMs } from '../bench/machine-speed.ts';
+import { referenceLoopMs, wakeCost } from '../bench/machine-speed.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
 
 export const benchCommand: CliCommand = {
@@ -47,8 +47,12 @@ export const benchCommand: CliCommand = {
     const results: Record<string, Record<string, number | string | boolean>> = {};
     const failed: string[] = [];
     const loopMs = referenceLoopMs();
-    results['machine'] = { referenceLoopMs: Number(loopMs.toFixed(1)) };
-    if (!ctx.json) io.out(`machine speed: a fixed JavaScript loop (10^8 iterations) took ${loopMs.toFixed(0)} ms (on a shared machine every rate below moves with it: compare runs by it)`);
+    const wake = await wakeCost();
+    results['machine'] = { referenceLoopMs: Number(loopMs.toFixed(1)), cipherCallWarmUs: Number(wake.warmUs.toFixed(2)), cipherCallAfterPauseUs: Number(wake.afterPauseUs.toFixed(2)) };
+    if (!ctx.json) {
+      io.out(`machine speed: a fixed JavaScript loop (10^8 iterations) took ${loopMs.toFixed(0)} ms (on a shared machine every rate below moves with it: compare runs by it)`);
+      io.out(`  one node:crypto cipher call: ${wake.warmUs.toFixed(1)} us back to back, ${wake.afterPauseUs.toFixed(1)} us as the first after a 3 ms pause (coming back to work after a pause costs this machine more: cards behind vpcd and the serial simulator pay part of it on every command)`);
+    }
     for (const suite of selected) {
       if (!ctx.json) io.out(`== ${suite.name}: ${suite.summary}`);
       try {
