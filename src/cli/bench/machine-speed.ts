@@ -35,8 +35,9 @@ export interface WakeCost {
  * The cost of coming back to work after a pause, measured on one small node:crypto call (50 samples of each
  * kind, about 0.3 s). On the 2-vCPU machine this project is measured on, the first cipher call after a few
  * milliseconds of doing something else took about ten times as long as the next one (about 20-30 against 2-3
- * µs; plain JavaScript about twice as long): what an emulated card pays on each command behind vpcd, and the
- * serial simulator between two commands, and in-process loops do not.
+ * µs; plain JavaScript about twice as long; 5 µs after 0.3 ms). An emulated card behind vpcd, waiting 0.1-0.2 ms
+ * for each command, and the serial simulator between two commands pay part of it every time; loops in one
+ * process do not.
  */
 export async function wakeCost(samples = 50): Promise<WakeCost> {
   const c = createCipheriv('aes-128-cbc', Buffer.alloc(16, 0x5a), Buffer.alloc(16));
