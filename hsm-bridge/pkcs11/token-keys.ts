@@ -32,6 +32,11 @@ export function idToVersion(id: Buffer): number | undefined {
   return id.readUIntBE(0, id.length);
 }
 
+/** A CK_BBOOL attribute value: true when present and non-zero. */
+function bool(b: Buffer | undefined): boolean {
+  return !!b && b.length > 0 && b[0] !== 0;
+}
+
 /** Stored keys by label and version (no key string to build and hash per lookup). */
 class KeyCache {
   private readonly byLabel = new Map<string, Map<number, TokenKey>>();
@@ -83,9 +88,9 @@ export class TokenKeys {
    * The object to derive card keys from with master key `k`: a session copy of it made in session `owner`
    * (made at the first derivation and kept while `owner` is open), or the token object itself when copies are
    * off, there is no owner session, or the token refuses to copy the key (CKA_COPYABLE false, C_CopyObject not
-   * supported). SoftHSM2 reads a token object's file on every use, so deriving from a session object is
-   * faster there (measured in docs/hsm-bridge.md); the copy has the key's attributes (sensitive,
-   * non-extractable, private) and no label, so listing keys never shows it.
+   * supported, or a copy that is not a private, sensitive, non-extractable session object that derives: such a
+   * copy is destroyed at once). SoftHSM2 reads a token object's file on every use, so deriving from a session
+   * object is faster there (measured in docs/hsm-bridge.md); the copy has no label, so listing keys never shows it.
    */
   derivationHandle(k: TokenKey, owner: Handle | undefined): Handle {
     if (owner === undefined) return k.handle;
@@ -94,12 +99,22 @@ export class TokenKeys {
     let copy: MasterCopy | null = null;
     try {
       const P = this.P;
-      copy = { handle: this.lib.C_CopyObject(owner, k.handle, [{ type: P.CKA_TOKEN, value: false }, { type: P.CKA_LABEL, value: '' }]), session: owner };
+      const h = this.lib.C_CopyObject(owner, k.handle, [{ type: P.CKA_TOKEN, value: false }, { type: P.CKA_LABEL, value: '' }]);
+      if (this.fitForDerivation(owner, h)) copy = { handle: h, session: owner };
+      else this.destroy(owner, [h]);
     } catch {
       /* the token keeps this key to itself: derive from the token object */
     }
     this.copies.set(k, copy);
     return copy ? copy.handle : k.handle;
+  }
+
+  /** A copy is used only if it is a session object that derives and is as protected as a master must be. */
+  private fitForDerivation(s: Handle, h: Handle): boolean {
+    const P = this.P;
+    const flags = [P.CKA_TOKEN, P.CKA_DERIVE, P.CKA_SENSITIVE, P.CKA_EXTRACTABLE, P.CKA_PRIVATE];
+    const on = this.lib.C_GetAttributeValue(s, h, flags.map((type) => ({ type }))).map((a) => bool(a.value));
+    return on.length === 5 && !on[0] && on[1] === true && on[2] === true && !on[3] && on[4] === true;
   }
 
   /** Session copies of master keys made so far (not counting refusals). */
@@ -167,7 +182,6 @@ export class TokenKeys {
   read(s: Handle, h: Handle, cls: number): TokenKey | undefined {
     const P = this.P;
     const lib = this.lib;
-    const bool = (b: Buffer | undefined): boolean => !!b && b.length > 0 && b[0] !== 0;
     if (cls === P.CKO_SECRET_KEY) {
       const types = [P.CKA_KEY_TYPE, P.CKA_LABEL, P.CKA_ID, P.CKA_ENCRYPT, P.CKA_DECRYPT, P.CKA_SIGN, P.CKA_VERIFY, P.CKA_DERIVE, P.CKA_WRAP, P.CKA_UNWRAP];
       const v = lib.C_GetAttributeValue(s, h, types.map((type) => ({ type }))).map((a) => a.value);

@@ -324,6 +324,26 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
     }
   });
 
+  it('a master copy that could not derive or is less protected than the master is destroyed, and the token object used', async () => {
+    const target = lib as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const orig = target.C_CopyObject!;
+    // a token that copies, but drops CKA_DERIVE from the copy
+    target.C_CopyObject = (...a: unknown[]) => orig.call(lib, a[0], a[1], [...(a[2] as unknown[]), { type: P.CKA_DERIVE, value: false }]);
+    const h = new Pkcs11Hsm(options(t, { derivedKeyCache: { max: 0 } }));
+    await h.open();
+    try {
+      const base = sessionSecretKeys(false);
+      const [card] = freshCards(1);
+      expect(await h.keyCheckValue({ master: REFS.aesMaster, cardId: card! })).toEqual(expectedKcv(card!, true));
+      expect(await h.keyCheckValue({ master: REFS.desMaster, cardId: card! })).toEqual(expectedKcv(card!, false));
+      expect(h.masterCopies).toBe(0);
+      expect(sessionSecretKeys(false)).toBe(base); // the unfit copies were destroyed, not left behind
+    } finally {
+      target.C_CopyObject = orig;
+      await h.close();
+    }
+  });
+
   it('purselab hsm init / keys / health on the token', async () => {
     const { hsmInitCommand, DEFAULT_KEY_SET } = await import('../../../src/cli/commands/hsm-init.ts');
     const { hsmKeysCommand } = await import('../../../src/cli/commands/hsm-keys.ts');
