@@ -10,8 +10,9 @@
 // that are destroyed after use or kept in a small, time-bounded cache (derived-keys.ts). MACs use the
 // mechanisms the token has, composed by src/crypto's MAC code where the token has no MAC mechanism. docs/hsm-bridge.md has the full mechanism map.
 //
-// Faults give typed errors (hsm-bridge/errors.ts) and are never retried: a failed operation is reported, the
-// bridge repairs what it can (new sessions, login, looking for the token again) on the NEXT call.
+// Faults give typed errors (hsm-bridge/errors.ts; ckr-errors.ts maps CKR_* values to them) and are never
+// retried: a failed operation is reported, the bridge repairs what it can (new sessions, login, looking for
+// the token again) on the NEXT call.
 
 import {
   cbcFromEcb,
@@ -47,16 +48,12 @@ import {
   HsmDeviceError,
   HsmError,
   HsmKeyExistsError,
-  HsmKeyNotFoundError,
   HsmKeyUsageError,
   HsmMechanismUnsupportedError,
-  HsmNotLoggedInError,
   HsmNotOpenError,
   HsmPinError,
   HsmSessionClosedError,
   HsmTokenNotFoundError,
-  HsmTokenRemovedError,
-  HsmUnwrapError,
 } from '../errors.ts';
 import type { CipherMode, Hsm, HsmHealth, KeyInfo, KeyRef, KeySpec, KeyUsage, MacAlgorithm, SymmetricKeyType } from '../hsm.ts';
 import {
@@ -78,6 +75,7 @@ import { METHOD_INDEX } from './session-protocol.ts';
 import { DerivedKeyCache, type DerivedEntry, type DerivedSpec, type Material } from './derived-keys.ts';
 import { TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
 import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
+import { ckrFailure } from './ckr-errors.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -849,55 +847,25 @@ export class Pkcs11Hsm implements Hsm {
       if (e instanceof PurselabError) return e;
       return new HsmDeviceError(`${ctx.op}: ${(e as Error)?.message ?? String(e)}`, undefined, { cause: e });
     }
-    const mech = ctx.mechanism === undefined ? undefined : mechanismName(ctx.mechanism);
-    switch (ckr) {
-      case 'CKR_USER_NOT_LOGGED_IN':
-        this.loggedOut();
-        return new HsmNotLoggedInError(`${ctx.op}: the token is not logged in (CKR_USER_NOT_LOGGED_IN); the next call logs in again`);
-      case 'CKR_KEY_HANDLE_INVALID':
-      case 'CKR_OBJECT_HANDLE_INVALID':
-        if (!this.sessionLoggedIn(s)) {
-          this.loggedOut();
-          return new HsmNotLoggedInError(`${ctx.op}: the token was logged out (${ckr}); the next call logs in again`);
-        }
-        this.keys?.clear();
-        this.derived.drop();
-        return ctx.ref ? new HsmKeyNotFoundError(ctx.ref.label, ctx.ref.version, `token '${this.options.tokenLabel}' (object went away: ${ckr})`) : new HsmDeviceError(`${ctx.op}: ${ckr}`, ckr);
-      case 'CKR_SESSION_HANDLE_INVALID':
-      case 'CKR_SESSION_CLOSED':
-        this.sessionsLost();
-        return new HsmSessionClosedError(`${ctx.op}: the token session was closed underneath the bridge (${ckr}); the next call opens new sessions`);
-      case 'CKR_DEVICE_REMOVED':
-      case 'CKR_TOKEN_NOT_PRESENT':
-      case 'CKR_TOKEN_NOT_RECOGNIZED':
-      case 'CKR_SLOT_ID_INVALID':
-      case 'CKR_DEVICE_ERROR':
-      case 'CKR_CRYPTOKI_NOT_INITIALIZED':
-        this.tokenLost();
-        return new HsmTokenRemovedError(`${ctx.op}: token '${this.options.tokenLabel}' went away (${ckr}); the next call looks for it again`);
-      case 'CKR_MECHANISM_INVALID':
-      case 'CKR_MECHANISM_PARAM_INVALID':
-        return new HsmMechanismUnsupportedError(mech ?? 'unknown mechanism', `${ctx.op}: the token refuses ${mech ?? 'the mechanism'} (${ckr})`);
-      case 'CKR_KEY_FUNCTION_NOT_PERMITTED':
-      case 'CKR_KEY_TYPE_INCONSISTENT':
-      case 'CKR_KEY_UNEXTRACTABLE':
-        return new HsmKeyUsageError(`${ctx.op}: the token does not allow ${mech ?? 'this mechanism'} with this key (${ckr})`);
-      case 'CKR_WRAPPED_KEY_INVALID':
-      case 'CKR_WRAPPED_KEY_LEN_RANGE':
-      case 'CKR_ENCRYPTED_DATA_INVALID':
-      case 'CKR_ENCRYPTED_DATA_LEN_RANGE':
-      case 'CKR_FUNCTION_FAILED':
-      case 'CKR_GENERAL_ERROR':
-        // SoftHSM2 answers an AES key wrap whose integrity check fails with CKR_GENERAL_ERROR.
-        if (ctx.unwrap) return new HsmUnwrapError(`${ctx.op}: the key did not unwrap under the KEK (${ckr}: wrong KEK or corrupt blob)`);
-        if (ckr.startsWith('CKR_FUNCTION') || ckr.startsWith('CKR_GENERAL')) return new HsmDeviceError(`${ctx.op}: ${ckr}${mech ? ` (${mech})` : ''}`, ckr, { cause: e });
-        return new HsmBadInputError(`${ctx.op}: ${ckr}`);
-      case 'CKR_DATA_LEN_RANGE':
-      case 'CKR_DATA_INVALID':
-        return new HsmBadInputError(`${ctx.op}: the token rejects the data (${ckr})`);
-      default:
-        return new HsmDeviceError(`${ctx.op}: ${ckr}${mech ? ` (${mech})` : ''}`, ckr, { cause: e });
-    }
+    const { error, repair } = ckrFailure(
+      ckr,
+      {
+        op: ctx.op,
+        tokenLabel: this.options.tokenLabel,
+        ...(ctx.ref ? { ref: ctx.ref } : {}),
+        ...(ctx.mechanism === undefined ? {} : { mechanism: mechanismName(ctx.mechanism) }),
+        ...(ctx.unwrap ? { unwrap: true } : {}),
+        loggedIn: () => this.sessionLoggedIn(s),
+      },
+      e,
+    );
+    if (repair === 'login') this.loggedOut();
+    else if (repair === 'keys') {
+      this.keys?.clear();
+      this.derived.drop();
+    } else if (repair === 'sessions') this.sessionsLost();
+    else if (repair === 'token') this.tokenLost();
+    return error;
   }
 
   private sessionLoggedIn(s: Handle | undefined): boolean {
