@@ -7,20 +7,15 @@
 // Keys this backend creates are token objects, private, CKA_SENSITIVE and not CKA_EXTRACTABLE (token-keys.ts
 // finds, reads and templates them). Card keys are derived inside the token (CKM_DES3_CBC_ENCRYPT_DATA /
 // CKM_AES_CBC_ENCRYPT_DATA over one block with a zero IV, which is ECB of that block) into session objects
-// that are destroyed after use or kept in a small, time-bounded cache (derived-keys.ts). MACs use the
-// mechanisms the token has, composed by src/crypto's MAC code where the token has no MAC mechanism. docs/hsm-bridge.md has the full mechanism map.
+// that are destroyed after use or kept in a small, time-bounded cache (derived-keys.ts). MACs and ciphers use
+// the mechanisms the token has, composed by src/crypto's MAC code where the token has no MAC mechanism
+// (token-crypto.ts). docs/hsm-bridge.md has the full mechanism map.
 //
 // Faults give typed errors (hsm-bridge/errors.ts; ckr-errors.ts maps CKR_* values to them) and are never
 // retried: a failed operation is reported, the bridge repairs what it can (new sessions, login, looking for
 // the token again) on the NEXT call.
 
-import {
-  cbcFromEcb,
-  diversificationBlocks,
-  macEquals,
-  macFromPrimitives,
-  type CbcPrimitive,
-} from '../../src/crypto/index.ts';
+import { diversificationBlocks, macEquals } from '../../src/crypto/index.ts';
 import { PurselabError } from '../../src/errors.ts';
 import {
   checkBuffer,
@@ -76,6 +71,9 @@ import { DerivedKeyCache, type DerivedEntry, type DerivedSpec, type Material } f
 import { TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
 import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
 import { ckrFailure } from './ckr-errors.ts';
+import { andThen, settle } from './maybe-async.ts';
+import { TokenCrypto, type OpContext } from './token-crypto.ts';
+
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -126,28 +124,11 @@ export interface Pkcs11HsmOptions {
   readonly masterCopies?: boolean;
 }
 
-interface OpContext {
-  readonly op: string;
-  /** Single-shot token calls of this operation go through pkcs11js's *Async overloads (set by run()). */
-  async?: boolean;
-  mechanism?: number;
-  ref?: KeyRef;
-  unwrap?: boolean;
-}
-
 // CK_STATE values (not exported by pkcs11js).
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
 const CKZ_DATA_SPECIFIED = 1;
 
-/**
- * With calls 'auto', encrypt/decrypt/CMAC calls over less data than this stay synchronous even under
- * concurrency: on SoftHSM2 such a call takes the token about 8 us, while handing it to libuv's pool costs the
- * main thread more than that (measured: 4 callers of a warm AES-CMAC verify made 3x fewer operations per
- * second on the *Async overloads than one synchronous caller). Derivation, key generation, unwrap and RSA go
- * to the pool at any size.
- */
-export const AUTO_ASYNC_MIN_BYTES = 4096;
 
 /** A settled promise to hang microtasks on. */
 const SETTLED = Promise.resolve();
@@ -208,20 +189,6 @@ export function defaultSessions(): number {
 }
 
 /** f of a value that may still be coming: synchronous when it is there, chained when it is a promise. */
-function then<A, B>(a: A | Promise<A>, f: (a: A) => B | Promise<B>): B | Promise<B> {
-  return a instanceof Promise ? a.then(f) : f(a);
-}
-
-/** A maybe-synchronous result as the promise the Hsm interface returns (a synchronous throw becomes a rejection). */
-function settle<T>(f: () => T | Promise<T>): Promise<T> {
-  try {
-    const r = f();
-    return r instanceof Promise ? r : Promise.resolve(r);
-  } catch (e) {
-    return Promise.reject(e);
-  }
-}
-
 export class Pkcs11Hsm implements Hsm {
   readonly backend = 'pkcs11' as const;
   readonly options: Pkcs11HsmOptions;
@@ -241,8 +208,7 @@ export class Pkcs11Hsm implements Hsm {
   /** Card keys derived inside the token, kept for reuse. */
   private readonly derived: DerivedKeyCache;
   /** Mechanism parameters used on every MAC (pkcs11js reads them, never changes them). */
-  private cmacMech: { mechanism: number } | undefined;
-  private desEcbMech: { mechanism: number } | undefined;
+  private crypto: TokenCrypto | undefined;
   /** Operations holding a session now (with calls 'auto': > 0 at the start of another means concurrency). */
   private active = 0;
   /** An operation finished synchronously and the microtasks have not run since. */
@@ -312,6 +278,7 @@ export class Pkcs11Hsm implements Hsm {
     this.lib = acquireModule(this.options.module);
     this.P = pkcs11js();
     this.keys = new TokenKeys(this.lib, this.P, this.options.tokenLabel, (mech) => this.mechs.has(mech));
+    this.crypto = new TokenCrypto(this.lib, this.P, this.options.tokenLabel, this.calls, (mech, flag, purpose) => this.requireMechanism(mech, flag, purpose));
     try {
       await this.ready();
       const n = this.options.processes ?? 0;
@@ -379,6 +346,7 @@ export class Pkcs11Hsm implements Hsm {
     this.needsLogin = true;
     this.lib = undefined;
     this.keys = undefined;
+    this.crypto = undefined;
     releaseModule(this.options.module);
   }
 
@@ -518,7 +486,7 @@ export class Pkcs11Hsm implements Hsm {
 
   private kcvNow(spec: ResolvedSpec): Buffer | Promise<Buffer> {
     return this.withMaterial(spec, undefined, 'compute a check value', (s, ctx, m, k) => {
-      if (!k) return this.materialKcv(s, ctx, m);
+      if (!k) return this.crypto!.materialKcv(s, ctx, m);
       if (!k.info.kcv) throw new HsmKeyUsageError(`token '${this.options.tokenLabel}' allows no check value for ${refName(k.info)} (needs CKA_ENCRYPT, CKA_DERIVE or CKA_CHECK_VALUE; AES: CKA_SIGN)`);
       return Buffer.from(k.info.kcv, 'hex');
     });
@@ -527,14 +495,14 @@ export class Pkcs11Hsm implements Hsm {
   private generateNow(spec: ResolvedSpec, alg: MacAlgorithm, d: Buffer): Buffer | Promise<Buffer> {
     return this.withMaterial(spec, 'mac', 'compute MACs', (s, ctx, m, _k, type) => {
       if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
-      return this.mac(s, ctx, m, alg, d);
+      return this.crypto!.mac(s, ctx, m, alg, d);
     });
   }
 
   private verifyNow(spec: ResolvedSpec, alg: MacAlgorithm, d: Buffer, expected: Buffer): boolean | Promise<boolean> {
     return this.withMaterial(spec, 'mac', 'verify MACs', (s, ctx, m, _k, type) => {
       if (macKeyType(alg) !== type) requireMacType(type, alg, describeSpec(spec));
-      const full = this.mac(s, ctx, m, alg, d);
+      const full = this.crypto!.mac(s, ctx, m, alg, d);
       // inline callbacks, not a named closure: tsx (esbuild keepNames) names those with a defineProperty per call
       return full instanceof Promise ? full.then((f) => macEquals(f.subarray(0, expected.length), expected)) : macEquals(full.subarray(0, expected.length), expected);
     });
@@ -543,24 +511,14 @@ export class Pkcs11Hsm implements Hsm {
   async encrypt(key: KeySpec, mode: CipherMode, iv: Buffer, data: Buffer): Promise<Buffer> {
     return this.withMaterial(checkKeySpec(key), 'encrypt', 'encrypt', async (s, ctx, m, _k, type) => {
       const a = checkCipherArgs(type, mode, iv, data);
-      if (m.kind === 'des-halves') return cbcFromEcb(8, (b) => this.ede(s, ctx, m, b)).encryptCbc(a.data, a.iv);
-      const P = this.P!;
-      return this.crypt(s, ctx, 'encrypt', { mechanism: m.kind === 'aes' ? P.CKM_AES_CBC : P.CKM_DES3_CBC, parameter: a.iv }, m.key, a.data);
+      return this.crypto!.encryptCbc(s, ctx, m, a.iv, a.data);
     });
   }
 
   async decrypt(key: KeySpec, mode: CipherMode, iv: Buffer, data: Buffer): Promise<Buffer> {
     return this.withMaterial(checkKeySpec(key), 'encrypt', 'decrypt', async (s, ctx, m, _k, type) => {
       const a = checkCipherArgs(type, mode, iv, data);
-      const P = this.P!;
-      if (m.kind !== 'des-halves') {
-        return this.crypt(s, ctx, 'decrypt', { mechanism: m.kind === 'aes' ? P.CKM_AES_CBC : P.CKM_DES3_CBC, parameter: a.iv }, m.key, a.data);
-      }
-      // 3DES decryption of every block, D_K1(E_K2(D_K1(c))), as three ECB passes over all blocks; then CBC's XOR.
-      const ecb = { mechanism: P.CKM_DES_ECB };
-      const x = this.decSync(s, ctx, ecb, m.k1, this.encSync(s, ctx, ecb, m.k2, this.decSync(s, ctx, ecb, m.k1, a.data)));
-      for (let i = 0; i < x.length; i++) x[i]! ^= i < 8 ? a.iv[i]! : a.data[i - 8]!;
-      return x;
+      return this.crypto!.decryptCbc(s, ctx, m, a.iv, a.data);
     });
   }
 
@@ -932,7 +890,7 @@ export class Pkcs11Hsm implements Hsm {
       requireUsage(mk.info, 'derive', 'derive card keys');
       const cached = this.derived.lookup(spec);
       if (cached) return this.using(s, cached, () => fn(s, ctx, cached.material, undefined, type));
-      return then(this.derivedKey(s, ctx, spec, mk, type), (entry) => this.using(s, entry, () => fn(s, ctx, entry.material, undefined, type)));
+      return andThen(this.derivedKey(s, ctx, spec, mk, type), (entry) => this.using(s, entry, () => fn(s, ctx, entry.material, undefined, type)));
     });
   }
 
@@ -959,7 +917,7 @@ export class Pkcs11Hsm implements Hsm {
     if (type === 'DES3-2KEY') {
       this.requireMechanism(P.CKM_DES3_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving 2-key 3DES card keys');
       this.requireSingleDes();
-      return then(this.deriveOne(s, ctx, master, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!), (k1) => {
+      return andThen(this.deriveOne(s, ctx, master, P.CKM_DES3_CBC_ENCRYPT_DATA, blocks[0]!), (k1) => {
         // (inline callbacks: no named closures per call, see macVerify)
         let k2: Handle | Promise<Handle>;
         try {
@@ -979,7 +937,7 @@ export class Pkcs11Hsm implements Hsm {
       });
     }
     this.requireMechanism(P.CKM_AES_CBC_ENCRYPT_DATA, P.CKF_DERIVE, 'deriving AES card keys');
-    return then(this.deriveOne(s, ctx, master, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.derived.keep(s, spec, now, [k], { kind: 'aes', key: k }));
+    return andThen(this.deriveOne(s, ctx, master, P.CKM_AES_CBC_ENCRYPT_DATA, blocks[0]!), (k) => this.derived.keep(s, spec, now, [k], { kind: 'aes', key: k }));
   }
 
   /** Whether new derived card keys are being kept in the cache (see derived-keys.ts). */
@@ -1001,99 +959,4 @@ export class Pkcs11Hsm implements Hsm {
     if (this.singleDes === 'absent') throw new HsmMechanismUnsupportedError('CKM_DES_ECB', `token '${this.options.tokenLabel}' has no CKM_DES_ECB/CKM_DES_CBC: ${why}`);
     throw new HsmMechanismUnsupportedError('CKM_DES_ECB', `${this.singleDesHint()}; ${why}`);
   }
-
-  // ------------------------------------------------------------------------------------------------------
-  // Cryptographic building blocks
-
-  private encSync(s: Handle, ctx: OpContext, mech: { mechanism: number; parameter?: Buffer }, key: Handle, data: Buffer): Buffer {
-    ctx.mechanism = mech.mechanism;
-    this.lib!.C_EncryptInit(s, mech, key);
-    return this.lib!.C_Encrypt(s, data, Buffer.allocUnsafe(data.length)); // a view of that fresh buffer: no copy needed
-  }
-
-  private decSync(s: Handle, ctx: OpContext, mech: { mechanism: number; parameter?: Buffer }, key: Handle, data: Buffer): Buffer {
-    ctx.mechanism = mech.mechanism;
-    this.lib!.C_DecryptInit(s, mech, key);
-    return this.lib!.C_Decrypt(s, data, Buffer.allocUnsafe(data.length));
-  }
-
-  private async crypt(s: Handle, ctx: OpContext, dir: 'encrypt' | 'decrypt', mech: { mechanism: number; parameter?: Buffer }, key: Handle, data: Buffer): Promise<Buffer> {
-    if (!this.offload(ctx, data)) return dir === 'encrypt' ? this.encSync(s, ctx, mech, key, data) : this.decSync(s, ctx, mech, key, data);
-    ctx.mechanism = mech.mechanism;
-    const lib = this.lib!;
-    if (dir === 'encrypt') {
-      lib.C_EncryptInit(s, mech, key);
-      return Buffer.from(await lib.C_EncryptAsync(s, data, Buffer.alloc(data.length)));
-    }
-    lib.C_DecryptInit(s, mech, key);
-    return Buffer.from(await lib.C_DecryptAsync(s, data, Buffer.alloc(data.length)));
-  }
-
-  /** Whether a data call (symmetric encrypt/decrypt/CMAC) of this operation goes to the *Async overload. */
-  private offload(ctx: OpContext, data: Buffer): boolean {
-    return ctx.async === true && (this.calls === 'async' || data.length >= AUTO_ASYNC_MIN_BYTES);
-  }
-
-  /** 2-key 3DES encryption of one block from the single-DES halves: E_K1(D_K2(E_K1(x))). */
-  private ede(s: Handle, ctx: OpContext, m: Material & { kind: 'des-halves' }, block: Buffer): Buffer {
-    const ecb = (this.desEcbMech ??= { mechanism: this.P!.CKM_DES_ECB });
-    return this.encSync(s, ctx, ecb, m.k1, this.decSync(s, ctx, ecb, m.k2, this.encSync(s, ctx, ecb, m.k1, block)));
-  }
-
-  /** The key's CBC encryption as src/crypto's CbcPrimitive (what its MAC algorithms are written over). */
-  private fullPrimitive(s: Handle, ctx: OpContext, m: Material): CbcPrimitive {
-    const P = this.P!;
-    if (m.kind === 'des-halves') return cbcFromEcb(8, (b) => this.ede(s, ctx, m, b));
-    const mechanism = m.kind === 'aes' ? P.CKM_AES_CBC : P.CKM_DES3_CBC;
-    return this.cbcPrimitive(s, ctx, m.kind === 'aes' ? 16 : 8, mechanism, m.key);
-  }
-
-  /** CBC encryption under one token key as a CbcPrimitive (a method, not an arrow property: no per-call defineProperty under tsx). */
-  private cbcPrimitive(s: Handle, ctx: OpContext, blockSize: 8 | 16, mechanism: number, key: Handle): CbcPrimitive {
-    const self = this;
-    return {
-      blockSize,
-      encryptCbc(data: Buffer, iv: Buffer): Buffer {
-        return self.encSync(s, ctx, { mechanism, parameter: iv }, key, data);
-      },
-    };
-  }
-
-  /** The whole MAC (8 bytes for the DES algorithms, 16 for AES-CMAC). */
-  private mac(s: Handle, ctx: OpContext, m: Material, alg: MacAlgorithm, data: Buffer): Buffer | Promise<Buffer> {
-    const P = this.P!;
-    switch (alg) {
-      case 'AES-CMAC': {
-        if (m.kind !== 'aes') throw new HsmDeviceError('AES-CMAC on a DES key');
-        const cmac = (this.cmacMech ??= { mechanism: P.CKM_AES_CMAC }); // one mechanism object for every call
-        this.requireMechanism(cmac.mechanism, P.CKF_SIGN, 'AES-CMAC');
-        ctx.mechanism = cmac.mechanism;
-        const lib = this.lib!;
-        lib.C_SignInit(s, cmac, m.key);
-        // pkcs11js passes empty data as a NULL pointer (CKR_ARGUMENTS_BAD): the CMAC of nothing is C_SignFinal alone.
-        if (data.length === 0) return Buffer.from(lib.C_SignFinal(s, Buffer.alloc(16)));
-        return this.offload(ctx, data) ? lib.C_SignAsync(s, data, Buffer.alloc(16)) : lib.C_Sign(s, data, Buffer.alloc(16));
-      }
-      case 'ISO9797-1-ALG1':
-        if (m.kind === 'des2') this.requireMechanism(P.CKM_DES3_CBC, P.CKF_ENCRYPT, 'ISO 9797-1 MAC algorithm 1 (CBC-MAC)');
-        return macFromPrimitives(alg, { full: this.fullPrimitive(s, ctx, m) }, data, 8);
-      case 'ISO9797-1-ALG3': {
-        if (m.kind !== 'des-halves') {
-          throw new HsmMechanismUnsupportedError(
-            'CKM_EXTRACT_KEY_FROM_KEY',
-            `${ctx.op}: ISO 9797-1 MAC algorithm 3 needs single DES under the key's left half; a stored CKK_DES2 key cannot be split inside token '${this.options.tokenLabel}' without CKM_EXTRACT_KEY_FROM_KEY (use a derived card key, ALG1 or AES-CMAC)`,
-          );
-        }
-        const k1 = this.cbcPrimitive(s, ctx, 8, P.CKM_DES_CBC, m.k1);
-        return macFromPrimitives(alg, { full: this.fullPrimitive(s, ctx, m), k1 }, data, 8);
-      }
-    }
-  }
-
-  private materialKcv(s: Handle, ctx: OpContext, m: Material): Buffer | Promise<Buffer> {
-    if (m.kind === 'des-halves') return this.ede(s, ctx, m, ZERO8).subarray(0, 3);
-    if (m.kind === 'aes') return then(this.mac(s, ctx, m, 'AES-CMAC', ZERO16), (full) => full.subarray(0, 3));
-    throw new HsmDeviceError('stored DES keys take their check value from TokenKeys.read');
-  }
-
 }
