@@ -74,7 +74,6 @@ import { ckrFailure } from './ckr-errors.ts';
 import { andThen, settle } from './maybe-async.ts';
 import { TokenCrypto, type OpContext } from './token-crypto.ts';
 
-
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
 export interface Pkcs11HsmOptions {
@@ -128,7 +127,6 @@ export interface Pkcs11HsmOptions {
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
 const CKZ_DATA_SPECIFIED = 1;
-
 
 /** A settled promise to hang microtasks on. */
 const SETTLED = Promise.resolve();
@@ -188,7 +186,6 @@ export function defaultSessions(): number {
   return Math.min(256, 2 * uvThreadpoolSize());
 }
 
-/** f of a value that may still be coming: synchronous when it is there, chained when it is a promise. */
 export class Pkcs11Hsm implements Hsm {
   readonly backend = 'pkcs11' as const;
   readonly options: Pkcs11HsmOptions;
@@ -207,7 +204,7 @@ export class Pkcs11Hsm implements Hsm {
   private keys: TokenKeys | undefined;
   /** Card keys derived inside the token, kept for reuse. */
   private readonly derived: DerivedKeyCache;
-  /** Mechanism parameters used on every MAC (pkcs11js reads them, never changes them). */
+  /** The token's cipher, MAC and check-value calls on key material (token-crypto.ts); made at open(). */
   private crypto: TokenCrypto | undefined;
   /** Operations holding a session now (with calls 'auto': > 0 at the start of another means concurrency). */
   private active = 0;
