@@ -371,6 +371,7 @@ export class Pkcs11Hsm implements Hsm {
           `sessions ${st.open}/${st.size} open, ${st.inUse} busy`,
           `${this.mechs.size} mechanisms`,
           des,
+          this.options.masterCopies === false ? 'master copies off' : `derivations from ${this.masterCopies} master ${this.masterCopies === 1 ? 'copy' : 'copies'}`,
           ...pinFlags,
         ].join('; ');
         return { ok: loggedIn, backend: 'pkcs11' as const, detail };

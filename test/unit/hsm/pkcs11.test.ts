@@ -315,6 +315,7 @@ describe.skipIf(!!skip)(`PKCS#11 backend on SoftHSM2${skip ? ` (skipped: ${skip}
         // with copies: one per master (the refused one asked once, never again), none without
         expect(made.calls).toBe(copies ? 3 : 0);
         expect(h.masterCopies).toBe(copies ? 2 : 0);
+        expect((await h.health()).detail).toContain(copies ? 'derivations from 2 master copies' : 'master copies off');
         expect(masterCopies()).toBe(base + (copies ? 2 : 0));
         expect((await h.listKeys()).map((k) => `${k.label}/${k.version}`).sort()).toEqual(listed);
       } finally {
