@@ -12,6 +12,7 @@
 import { bcdToCardId } from '../../src/crypto/index.ts';
 import { refKey, type ResolvedSpec } from '../common.ts';
 import type { Handle } from './binding.ts';
+import { sameBytes } from '../../src/crypto/same-bytes.ts';
 
 const DERIVED_WINDOW = 256;
 const DERIVED_HIT_SHARE = 20;
@@ -33,12 +34,6 @@ export interface DerivedEntry {
 }
 
 export type DerivedSpec = ResolvedSpec & { kind: 'derived' };
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 export class DerivedKeyCache {
   private readonly entries = new Map<string, DerivedEntry>();

@@ -11,6 +11,7 @@ import { createCipheriv, createDecipheriv, type Cipher, type Decipher } from 'no
 import { CryptoError } from './errors.ts';
 import { LruCache } from '../lru.ts';
 import { ZERO16 } from './zero-blocks.ts';
+import { sameBytes } from './same-bytes.ts';
 
 /**
  * A block cipher bound to one key, in CBC mode without padding. This is the primitive the MAC
@@ -191,12 +192,6 @@ function build(role: EngineRole, key: Uint8Array): CbcEngine {
       return new CbcEngine('des-ede-cbc', k1k1);
     }
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The cached engine for `key` in `role`, built on first use. */
