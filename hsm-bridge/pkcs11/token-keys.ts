@@ -53,6 +53,14 @@ class KeyCache {
   }
 }
 
+/** What C_CopyObject changes in a master key's copy: a session object, no label (so key listings pass it over). */
+export function masterCopyTemplate(P: Pkcs11Js): { type: number; value: boolean | string }[] {
+  return [
+    { type: P.CKA_TOKEN, value: false },
+    { type: P.CKA_LABEL, value: '' },
+  ];
+}
+
 /** A master key's session copy, and the session that made it (the copy lives as long as that session). */
 interface MasterCopy {
   readonly handle: Handle;
@@ -98,8 +106,7 @@ export class TokenKeys {
     if (known !== undefined) return known ? known.handle : k.handle;
     let copy: MasterCopy | null = null;
     try {
-      const P = this.P;
-      const h = this.lib.C_CopyObject(owner, k.handle, [{ type: P.CKA_TOKEN, value: false }, { type: P.CKA_LABEL, value: '' }]);
+      const h = this.lib.C_CopyObject(owner, k.handle, masterCopyTemplate(this.P));
       if (this.fitForDerivation(owner, h)) copy = { handle: h, session: owner };
       else this.destroy(owner, [h]);
     } catch {

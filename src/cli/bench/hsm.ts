@@ -23,6 +23,7 @@ import { paymentOps } from '../../../hsm-bridge/payment.ts';
 import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
 import { cardKeyDerivation, Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
+import { masterCopyTemplate } from '../../../hsm-bridge/pkcs11/token-keys.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { serialTarget } from '../../../hsm-bridge/serial/bench.ts';
 import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, padMethod2, verifyMac } from '../../crypto/index.ts';
@@ -170,7 +171,7 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
     return h!;
   };
   // The backend derives from a session copy of each master (Pkcs11HsmOptions.masterCopies): so does the floor.
-  const copy = (h: Handle): Handle => lib.C_CopyObject(s, h, [{ type: P.CKA_TOKEN, value: false }, { type: P.CKA_LABEL, value: '' }]);
+  const copy = (h: Handle): Handle => lib.C_CopyObject(s, h, masterCopyTemplate(P));
   const mkDes = copy(find(MASTER_DES.label));
   const mkAes = copy(find(MASTER_AES.label));
   const zero8 = Buffer.alloc(8);
