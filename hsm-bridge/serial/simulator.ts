@@ -9,10 +9,9 @@
 // request's last character would have arrived and pacing its answer at the configured baud rate (8N1).
 
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, writeSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SerialPort } from 'serialport';
 import { PurselabError } from '../../src/errors.ts';
 import type { Hsm, KeyUsage } from '../hsm.ts';
 import { A0, BU, COMMANDS, encodeErrorDetail, NC, type AnyCommand, type FaultPlan } from './commands.ts';
@@ -20,6 +19,7 @@ import { FieldError, FieldReader } from './fields.ts';
 import { encodeSerialFrame, encodeTcpFrame, ETX, lrc, SerialDeframer, STX, TcpDeframer, wireTimeMs, type DeframeEvent } from './framing.ts';
 import { isRelayedCode, WIRE_CODE_FOR } from './errors.ts';
 import { PAYMENT_HANDLERS } from './payment.ts';
+import { TtyLine } from './tty-line.ts';
 import { encodeResponse, MessageFormatError, parseRequest, responseCodeFor, type RequestMessage } from './message.ts';
 
 /** One line of the journal (JSON Lines): every frame the simulator received, and what became of it. Never key material. */
@@ -343,9 +343,18 @@ function faultyFrame(message: Buffer, fault: FaultPlan | undefined, serial: bool
 
 const nowNs = (): bigint => process.hrtime.bigint();
 
+/** How much earlier than their wire time the chunks before an answer's last are put on the line. */
+const EARLY_NS = 1_000_000n;
+
+const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+
+/** The last stretch of a precise sleep, waited without yielding: one turn of the event loop can take longer. */
+const HOLD_NS = 150_000n;
+
 /**
- * Sleep until an hrtime instant: a timer for the bulk, then yield-spinning the last ~3 ms (timers fire up to a
- * few ms late on a busy machine) for sub-0.1 ms precision. `precise` false: the timer alone.
+ * Sleep until an hrtime instant: a timer for the bulk, then yield-spinning (timers fire up to a few ms late on a
+ * busy machine) until the last 0.15 ms, which is waited in a loop that does not yield, for precision to a few
+ * microseconds. `precise` false: the timer alone.
  */
 async function sleepUntil(target: bigint, precise = true): Promise<void> {
   const ms = Number(target - nowNs()) / 1e6;
@@ -354,7 +363,8 @@ async function sleepUntil(target: bigint, precise = true): Promise<void> {
     return;
   }
   if (ms > 3.5) await sleep(ms - 3);
-  while (nowNs() < target) await new Promise<void>((r) => setImmediate(r));
+  while (nowNs() < target - HOLD_NS) await new Promise<void>((r) => setImmediate(r));
+  while (nowNs() < target);
 }
 
 // ---- serial line front-end ------------------------------------------------------------------------------------
@@ -385,7 +395,7 @@ export interface LineTiming {
 
 export class SerialSimLine {
   readonly baudRate: number;
-  private port: SerialPort | undefined;
+  private line: TtyLine | undefined;
   private readonly deframer = new SerialDeframer();
   private chain: Promise<void> = Promise.resolve();
   private frameStartNs: bigint = 0n;
@@ -408,20 +418,13 @@ export class SerialSimLine {
     return this.options.wireTime === false ? 0n : BigInt(Math.round(wireTimeMs(chars, this.baudRate) * 1e6));
   }
 
-  /** Open the tty (setting its baud rate and 8N1), drop stale input, start answering. Resolves when the line closes via stop(), rejects never. */
+  /** Open the tty (setting its baud rate and 8N1), drop stale input, start answering. Resolves once answering; `onLost` is told when the line goes away other than by stop(). */
   async start(onLost?: (e: Error) => void): Promise<void> {
-    const port = new SerialPort({ path: this.options.path, baudRate: this.baudRate, dataBits: 8, parity: 'none', stopBits: 1, rtscts: false, autoOpen: false });
-    await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
-    await new Promise<void>((resolve) => port.flush(() => resolve()));
-    this.port = port;
-    port.on('data', (chunk: Buffer) => this.onData(chunk));
-    const lost = (e: Error | null): void => {
-      if (this.closing || this.port !== port) return;
-      this.port = undefined;
-      onLost?.(e ?? new Error(`${this.options.path} closed`));
-    };
-    port.on('error', lost);
-    port.on('close', lost);
+    this.line = await TtyLine.open({ path: this.options.path, baudRate: this.baudRate }, { data: (chunk) => this.onData(chunk), down: (e) => {
+      if (this.closing) return;
+      this.line = undefined;
+      onLost?.(e);
+    } });
   }
 
   private onData(chunk: Buffer): void {
@@ -479,34 +482,20 @@ export class SerialSimLine {
 
   /** Write so that each byte appears when it would have finished crossing the line. */
   private async paced(frame: Buffer): Promise<void> {
-    const port = this.port;
-    if (!port) return;
+    const line = this.line;
+    if (!line) return;
     const t0 = nowNs();
+    const last = t0 + this.charNs(frame.length);
     const perChunk = this.options.wireTime === false ? frame.length : Math.max(1, Math.round(this.baudRate / 10 / 500)); // ~2 ms of characters
     for (let off = 0; off < frame.length; off += perChunk) {
       const end = Math.min(frame.length, off + perChunk);
-      // Only the last character's arrival time matters to the host: be precise there, cheap before.
-      await sleepUntil(t0 + this.charNs(end), end === frame.length);
-      await this.writeNow(port, frame.subarray(off, end));
+      // Only the last character's arrival time matters to the host: be precise there, cheap before. A timer
+      // fires late, up to a millisecond here: the chunks before the last aim that much early, so a late one
+      // cannot delay the last character.
+      if (end === frame.length) await sleepUntil(last);
+      else await sleepUntil(min(t0 + this.charNs(end), last) - EARLY_NS, false);
+      await line.write(frame.subarray(off, end));
     }
-  }
-
-  /**
-   * Put bytes on the tty now: a direct non-blocking write on its descriptor (serialport's own write goes through
-   * the thread pool and lands a fraction of a millisecond later), falling back to serialport's write for what
-   * the tty does not take at once.
-   */
-  private async writeNow(port: SerialPort, bytes: Buffer): Promise<void> {
-    const fd = (port.port as { fd?: number | null } | undefined)?.fd;
-    let done = 0;
-    if (typeof fd === 'number') {
-      try {
-        done = writeSync(fd, bytes);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
-      }
-    }
-    if (done < bytes.length) await new Promise<void>((resolve) => port.write(bytes.subarray(done), () => resolve()));
   }
 
   /** Close the tty. `drain` (default true): let the command being executed finish and answer first (at most 5 s). */
@@ -514,9 +503,9 @@ export class SerialSimLine {
     this.closing = true;
     clearTimeout(this.interCharTimer);
     if (drain) await Promise.race([this.chain.catch(() => undefined), sleep(5000)]);
-    const port = this.port;
-    this.port = undefined;
-    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+    const line = this.line;
+    this.line = undefined;
+    await line?.close();
   }
 }
 

@@ -1,11 +1,10 @@
-// Line transports for the host-command client: an async serial line (serialport; 8N1, default 115200 baud)
+// Line transports for the host-command client: an async serial line (tty-line.ts: serialport opens it, 8N1, default 115200 baud)
 // framed STX..ETX+LRC, and TCP framed with a 2-byte length prefix. A transport frames outgoing messages,
 // deframes incoming bytes and reports what it saw; queueing, matching and retries live in client.ts.
 
-import { writeSync } from 'node:fs';
 import net from 'node:net';
-import { SerialPort } from 'serialport';
 import { encodeSerialFrame, encodeTcpFrame, SerialDeframer, TcpDeframer, wireTimeMs, type DeframeEvent, type Deframer } from './framing.ts';
+import { TtyLine } from './tty-line.ts';
 
 export interface TransportEvents {
   /** A complete, well-framed message (LRC checked on serial). */
@@ -44,7 +43,7 @@ export class SerialTransport implements Transport {
   readonly kind = 'serial' as const;
   readonly supportsPipelining = false;
   readonly baudRate: number;
-  private port: SerialPort | undefined;
+  private line: TtyLine | undefined;
   private deframer = new SerialDeframer();
   private interCharTimer: NodeJS.Timeout | undefined;
   private readonly interCharTimeoutMs: number;
@@ -59,7 +58,7 @@ export class SerialTransport implements Transport {
   }
 
   get connected(): boolean {
-    return this.port?.isOpen ?? false;
+    return this.line?.isOpen ?? false;
   }
 
   frameBytes(messageLength: number): number {
@@ -72,33 +71,29 @@ export class SerialTransport implements Transport {
 
   async connect(events: TransportEvents): Promise<void> {
     await this.close();
-    const port = new SerialPort({ path: this.options.path, baudRate: this.baudRate, dataBits: 8, parity: 'none', stopBits: 1, rtscts: false, autoOpen: false });
-    await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
-    // Stale bytes from before we opened (a previous session, a restarted peer) are not ours.
-    await new Promise<void>((resolve) => port.flush(() => resolve()));
     this.deframer.reset();
-    this.port = port;
-    let downReported = false;
-    const down = (e: Error): void => {
-      if (this.port !== port || downReported) return;
-      downReported = true;
-      this.port = undefined;
-      clearTimeout(this.interCharTimer);
-      if (port.isOpen) port.close(() => undefined);
-      events.down(e);
-    };
-    port.on('data', (chunk: Buffer) => {
-      if (this.port !== port) return;
-      for (const ev of this.deframer.push(chunk)) this.dispatch(ev, events);
-      clearTimeout(this.interCharTimer);
-      if (this.deframer.pending) {
-        this.interCharTimer = setTimeout(() => {
-          for (const ev of this.deframer.abandon(`line quiet for ${this.interCharTimeoutMs.toFixed(0)} ms`)) this.dispatch(ev, events);
-        }, this.interCharTimeoutMs);
-      }
-    });
-    port.on('error', (e: Error) => down(e));
-    port.on('close', (e: Error | null) => down(e ?? new Error(`${this.options.path} closed`)));
+    const line = await TtyLine.open(
+      { path: this.options.path, baudRate: this.baudRate },
+      {
+        data: (chunk) => {
+          if (this.line !== line) return;
+          for (const ev of this.deframer.push(chunk)) this.dispatch(ev, events);
+          clearTimeout(this.interCharTimer);
+          if (this.deframer.pending) {
+            this.interCharTimer = setTimeout(() => {
+              for (const ev of this.deframer.abandon(`line quiet for ${this.interCharTimeoutMs.toFixed(0)} ms`)) this.dispatch(ev, events);
+            }, this.interCharTimeoutMs);
+          }
+        },
+        down: (e) => {
+          if (this.line !== line) return;
+          this.line = undefined;
+          clearTimeout(this.interCharTimer);
+          events.down(e);
+        },
+      },
+    );
+    this.line = line;
   }
 
   private dispatch(ev: DeframeEvent, events: TransportEvents): void {
@@ -107,32 +102,16 @@ export class SerialTransport implements Transport {
   }
 
   send(message: Buffer): Promise<void> {
-    const port = this.port;
-    if (!port) return Promise.reject(new Error(`${this.options.path} is not open`));
-    const frame = encodeSerialFrame(message);
-    // Straight onto the tty when nothing is queued in the port's stream: serialport's own write goes through
-    // the thread pool, a fraction of a millisecond per command. What the tty does not take at once (EAGAIN,
-    // a partial write) goes through serialport, after the bytes already written, so order is kept.
-    let done = 0;
-    const fd = (port.port as { fd?: number | null } | undefined)?.fd;
-    if (typeof fd === 'number' && port.writableLength === 0) {
-      try {
-        done = writeSync(fd, frame);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return Promise.reject(e);
-      }
-    }
-    if (done === frame.length) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      port.write(frame.subarray(done), (e) => (e ? reject(e) : resolve()));
-    });
+    const line = this.line;
+    if (!line) return Promise.reject(new Error(`${this.options.path} is not open`));
+    return line.write(encodeSerialFrame(message));
   }
 
   async close(): Promise<void> {
     clearTimeout(this.interCharTimer);
-    const port = this.port;
-    this.port = undefined;
-    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+    const line = this.line;
+    this.line = undefined;
+    await line?.close();
   }
 }
 
