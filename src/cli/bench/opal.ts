@@ -7,7 +7,7 @@
 // server + merchant) in one worker thread and OPAL in another; 'opal-main' keeps OPAL in the main thread; 'same'
 // runs everything in the main thread (src/opal/world-worker.ts). Beside the rates, each thread's
 // CPU time per purchase. Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
-// if not installed). The floor, measured in the same run against the same payment + merchant servers with the
+// if not installed; measured in a child Node with --openssl-legacy-provider when this one lacks it). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
 // (EmulatorChannel, no OPAL, no sealing), so the ratio is what OPAL (its HTTP hop, HSM sealing, card store,
 // history) adds to a physical-card purchase. Then, software HSM only, the capacity: the same OPAL purchase with
@@ -15,6 +15,7 @@
 // rate is no longer bound by one purchase's latency. The target is judged on the run with N cardholders.
 // After the runs, value must be conserved on every virtual card.
 
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -166,13 +167,48 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
   }
 }
 
-/** A SoftHSM2 token for the OPAL HSM (opened and filled by the thread running OPAL), or why not. */
-function softHsm(): { spec: HsmSpec; remove: () => void } | { skip: string } {
-  const why = softhsmMissing() ?? (opensslLegacyActive() ? undefined : 'needs NODE_OPTIONS=--openssl-legacy-provider (SoftHSM2 single DES)');
-  if (why) return { skip: why };
+/** Set in the child Node that measures the SoftHSM2 half (see softHsmHalf). */
+const PART_ENV = 'PURSELAB_BENCH_OPAL_PART';
+
+type Figures = Record<string, number | string | boolean>;
+
+/**
+ * The SoftHSM2 half: a throw-away token for the OPAL HSM (opened and filled by the thread running OPAL). SoftHSM2
+ * inside Node needs single DES from OpenSSL's legacy provider: without --openssl-legacy-provider this half runs
+ * in a child Node started with it (as `bench hsm` does), which reports its lines and figures back as JSON.
+ */
+async function softHsmHalf(ctx: BenchContext, total: number, concurrency: number, threads: Threads, inChild: boolean): Promise<Figures> {
+  const skip = (why: string): Figures => {
+    if (!ctx.json) ctx.io.out(`  SoftHSM2: skipped (${why})`);
+    return { 'softhsm2.skipped': why };
+  };
+  const missing = softhsmMissing();
+  if (missing) return skip(missing);
+  if (!opensslLegacyActive()) {
+    if (inChild) return skip('the child Node has no --openssl-legacy-provider either');
+    return softHsmHalfInChild(ctx);
+  }
   const t = createTempTokens(['purselab-bench-opal']);
   const tok = t.tokens[0]!;
-  return { spec: { kind: 'pkcs11', module: tok.module, tokenLabel: tok.label, pin: tok.pin }, remove: () => t.remove() };
+  try {
+    const n = Math.max(100, Math.round(total / 2));
+    const r = report(ctx, 'softhsm2', await measure({ kind: 'pkcs11', module: tok.module, tokenLabel: tok.label, pin: tok.pin }, n, concurrency, threads), n, concurrency, threads);
+    return inChild ? { ...r.figures, 'softhsm2.lines': r.lines.join('\n') } : r.figures;
+  } finally {
+    t.remove();
+  }
+}
+
+/** Run `bench opal --json` for the SoftHSM2 half only, in a child Node with --openssl-legacy-provider. */
+function softHsmHalfInChild(ctx: BenchContext): Figures {
+  if (!ctx.json) ctx.io.out('  SoftHSM2: measuring in a child Node started with --openssl-legacy-provider (SoftHSM2 single DES)');
+  const args = ['--openssl-legacy-provider', ...process.execArgv, ...process.argv.slice(1, 2), 'bench', 'opal', '--json', ...(ctx.scale < 1 ? ['--quick'] : [])];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, [PART_ENV]: 'softhsm2' }, maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`bench opal's SoftHSM2 child failed (${r.status ?? r.signal}): ${(r.stderr ?? '').slice(-2000)}`);
+  const child = (JSON.parse(r.stdout) as { opal: Figures }).opal;
+  const { 'softhsm2.lines': lines, ...figures } = Object.fromEntries(Object.entries(child).filter(([k]) => k.startsWith('softhsm2.')));
+  if (!ctx.json && typeof lines === 'string') for (const l of lines.split('\n')) ctx.io.out(l);
+  return figures;
 }
 
 const cpuText = (c: ThreadCpu): string =>
@@ -181,24 +217,24 @@ const cpuText = (c: ThreadCpu): string =>
     .map((k) => `${k} ${fmt(c[k])}`)
     .join(', ');
 
-function report(ctx: BenchContext, name: string, m: Measured, total: number, concurrency: number, threads: Threads, target?: number): Record<string, number | boolean> {
+function report(ctx: BenchContext, name: string, m: Measured, total: number, concurrency: number, threads: Threads, target?: number): { figures: Record<string, number | boolean>; lines: string[] } {
   const ratio = m.floorPerSec / m.perSec;
   const met = target === undefined ? undefined : m.perSec >= target && m.failures === 0 && m.valueOk;
-  if (!ctx.json) {
-    const where = WHERE[threads];
-    ctx.io.out(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
-    ctx.io.out(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
-    ctx.io.out(`      (${warmUpText(m.floorWarm, 'purchases')})`);
-    ctx.io.out(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
-    ctx.io.out(`      (${warmUpText(m.warm, 'purchases')})`);
-    if (m.capacity) {
-      const c = m.capacity;
-      ctx.io.out(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
-    }
-    ctx.io.out(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
-    if (target !== undefined) ctx.io.out(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
+  const lines: string[] = [];
+  const where = WHERE[threads];
+  lines.push(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
+  lines.push(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
+  lines.push(`      (${warmUpText(m.floorWarm, 'purchases')})`);
+  lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
+  lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
+  if (m.capacity) {
+    const c = m.capacity;
+    lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
   }
-  return {
+  lines.push(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
+  if (target !== undefined) lines.push(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
+  if (!ctx.json) for (const l of lines) ctx.io.out(l);
+  const figures = {
     [`${name}.purchasesPerSec`]: Math.round(m.perSec),
     [`${name}.p50Ms`]: Number(m.lat.medianMs.toFixed(2)),
     [`${name}.p99Ms`]: Number(m.lat.p99Ms.toFixed(2)),
@@ -225,6 +261,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     [`${name}.valueConserved`]: m.valueOk,
     ...(met !== undefined ? { [`${name}.targetMet`]: met } : {}),
   };
+  return { figures, lines };
 }
 
 export const opalBench: BenchSuite = {
@@ -238,19 +275,10 @@ export const opalBench: BenchSuite = {
     if (!THREADS.includes(threads)) throw new Error(`PURSELAB_BENCH_OPAL_THREADS must be ${THREADS.join(', ')}, got '${threads}'`);
     const total = Math.max(100, Math.round(2000 * ctx.scale));
     const figures: Record<string, number | string | boolean> = { cardholders: concurrency, purchases: total, threads };
-    Object.assign(figures, report(ctx, 'software', await measure({ kind: 'software' }, total, concurrency, threads, capacity), total, concurrency, threads, TARGET_PER_SEC));
-    const p = softHsm();
-    if ('skip' in p) {
-      if (!ctx.json) ctx.io.out(`  SoftHSM2: skipped (${p.skip})`);
-      figures['softhsm2.skipped'] = p.skip;
-    } else {
-      try {
-        const n = Math.max(100, Math.round(total / 2));
-        Object.assign(figures, report(ctx, 'softhsm2', await measure(p.spec, n, concurrency, threads), n, concurrency, threads));
-      } finally {
-        p.remove();
-      }
-    }
+    const part = process.env[PART_ENV];
+    if (part !== undefined && part !== 'softhsm2') throw new Error(`${PART_ENV} must be softhsm2 (set by the bench itself for its child), got '${part}'`);
+    if (part === undefined) Object.assign(figures, report(ctx, 'software', await measure({ kind: 'software' }, total, concurrency, threads, capacity), total, concurrency, threads, TARGET_PER_SEC).figures);
+    Object.assign(figures, await softHsmHalf(ctx, total, concurrency, threads, part === 'softhsm2'));
     return figures;
   },
 };
