@@ -56,9 +56,15 @@ describe.skipIf(socatMissing() !== undefined)('TtyLine over a socat pty pair', (
   it('drops bytes that were waiting before it opened', async () => {
     const atSim: Buffer[] = [];
     const host = await open(pty.hostPath, []);
-    await host.write(Buffer.from('stale'));
-    await sleep(100);
-    await open(pty.simPath, atSim);
+    // Someone else holds the far end open, so the tty keeps what arrives (a tty nobody has open drops it).
+    const holder = openSync(pty.simPath, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+    try {
+      await host.write(Buffer.from('stale'));
+      await sleep(100);
+      await open(pty.simPath, atSim);
+    } finally {
+      closeSync(holder);
+    }
     await host.write(Buffer.from('fresh'));
     await until(() => Buffer.concat(atSim).length >= 5, 'fresh bytes');
     await sleep(50);
