@@ -420,11 +420,17 @@ export class SerialSimLine {
 
   /** Open the tty (setting its baud rate and 8N1), drop stale input, start answering. Resolves once answering; `onLost` is told when the line goes away other than by stop(). */
   async start(onLost?: (e: Error) => void): Promise<void> {
-    this.line = await TtyLine.open({ path: this.options.path, baudRate: this.baudRate }, { data: (chunk) => this.onData(chunk), down: (e) => {
-      if (this.closing) return;
-      this.line = undefined;
-      onLost?.(e);
-    } });
+    this.line = await TtyLine.open(
+      { path: this.options.path, baudRate: this.baudRate },
+      {
+        data: (chunk) => this.onData(chunk),
+        down: (e) => {
+          if (this.closing) return;
+          this.line = undefined;
+          onLost?.(e);
+        },
+      },
+    );
   }
 
   private onData(chunk: Buffer): void {
