@@ -113,7 +113,13 @@ describe('a load', () => {
 
   it('forged S2: the card answers "S2 invalid"; the zero-value request proves the failure; no capture', async () => {
     const t = new TamperChannel(w.card.ch);
-    t.onCommand = (c) => (c.ins === IepIns.CREDIT_FOR_LOAD ? { ...c, data: Buffer.from(c.data).fill(0x5a, 0, 1) } : c);
+    // The first byte changed, always (overwriting it with a constant left it unchanged once in 256 runs).
+    t.onCommand = (c) => {
+      if (c.ins !== IepIns.CREDIT_FOR_LOAD) return c;
+      const data = Buffer.from(c.data);
+      data[0] = data[0]! ^ 0x5a;
+      return { ...c, data };
+    };
     const r = await internetLoad(t, opts('20.00'));
     expect(r).toMatchObject({ status: 'not-loaded', basis: 'zero-value-failed', balance: 1000 });
     expect(r.hold?.state).toBe('released');
