@@ -15,7 +15,6 @@
 // the way `purselab hsm init` does it. SoftHSM2 inside Node needs --openssl-legacy-provider for single DES:
 // without it this suite measures in a child Node started with it.
 
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import type { Hsm, KeySpec } from '../../../hsm-bridge/hsm.ts';
@@ -24,6 +23,7 @@ import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handl
 import { cardKeyDerivation, Pkcs11Hsm } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { masterCopyTemplate } from '../../../hsm-bridge/pkcs11/token-keys.ts';
+import { ZERO8, ZERO16 } from '../../crypto/zero-blocks.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { serialTarget } from '../../../hsm-bridge/serial/bench.ts';
 import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, padMethod2, verifyMac } from '../../crypto/index.ts';
@@ -32,7 +32,8 @@ import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
 import { fmt, percentile, summarize, timeCalls } from './stats.ts';
-import type { BenchContext, BenchSuite } from './suite.ts';
+import { measureInLegacyChild } from './legacy-child.ts';
+import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
 /** One measured operation: what to call on an Hsm, and (optionally) its floor for a target. */
 export interface HsmBenchOp {
@@ -174,8 +175,6 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
   const copy = (h: Handle): Handle => lib.C_CopyObject(s, h, masterCopyTemplate(P));
   const mkDes = copy(find(MASTER_DES.label));
   const mkAes = copy(find(MASTER_AES.label));
-  const zero8 = Buffer.alloc(8);
-  const zero16 = Buffer.alloc(16);
   const derive = (mk: Handle, aes: boolean, block: Buffer): Handle => {
     const { mechanism, template } = cardKeyDerivation(P, aes, block); // the backend's own arguments
     return lib.C_DeriveKey(s, mechanism, mk, template);
@@ -191,7 +190,7 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
   const ede = (k1: Handle, k2: Handle, b: Buffer): Buffer => enc(P.CKM_DES_ECB, k1, dec(P.CKM_DES_ECB, k2, enc(P.CKM_DES_ECB, k1, b)));
   const padded = padMethod2(S1_DES.input, 8);
   const retail = (k1: Handle, k2: Handle): Buffer => {
-    const h = enc(P.CKM_DES_CBC, k1, padded.subarray(0, padded.length - 8), zero8).subarray(-8);
+    const h = enc(P.CKM_DES_CBC, k1, padded.subarray(0, padded.length - 8), ZERO8).subarray(-8);
     const last = Buffer.from(padded.subarray(padded.length - 8));
     for (let i = 0; i < 8; i++) last[i]! ^= h[i]!;
     return ede(k1, k2, last);
@@ -223,7 +222,7 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
         label: 'raw pkcs11js: 2 derive + 3x DES-ECB + 2 destroy',
         run: (i) => {
           const [k1, k2] = halves(i);
-          const kcv = ede(k1, k2, zero8);
+          const kcv = ede(k1, k2, ZERO8);
           lib.C_DestroyObject(s, k1);
           lib.C_DestroyObject(s, k2);
           return kcv;
@@ -234,7 +233,7 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
         label: 'raw pkcs11js: derive + AES-CMAC + destroy',
         run: (i) => {
           const k = derive(mkAes, true, diversificationBlocks(coldCard(i), 'AES-128')[0]!);
-          const kcv = cmac(k, zero16);
+          const kcv = cmac(k, ZERO16);
           lib.C_DestroyObject(s, k);
           return kcv;
         },
@@ -256,8 +255,6 @@ function rawFloors(module: string, slot: Handle): { floors: NonNullable<OpenedTa
 export const HSM_BENCH_TARGETS: HsmBenchTarget[] = [softwareTarget, pkcs11Target('auto'), pkcs11Target('auto', 1), pkcs11Target('auto', 2), pkcs11Target('sync'), pkcs11Target('async'), serialTarget({ baudRate: 115200, ops: HSM_BENCH_OPS, loadKeys: (h) => initKeys(h, keySet, false) })];
 
 // ----- measuring ---------------------------------------------------------------------------------------
-
-type Figures = Record<string, number | string | boolean>;
 
 async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures: Figures, lines: string[]): Promise<void> {
   const opened = await target.open(ctx);
@@ -514,13 +511,6 @@ function pkcs11TargetsOf(auto: string, key: string, figures: Figures, lines: str
   lines.push(`  ${title} with >= 4 callers: least ${least.busy!.toFixed(2)} of ${cores} cores busy (${least.op}, ${least.c} callers${others}) (target >= ${goal.toFixed(1)} with >= 1.00x the lone caller's ops/s with 4 callers, every op: ${met ? 'met' : 'NOT met'})`);
 }
 
-/** Measure in a child Node with --openssl-legacy-provider (SoftHSM2's single DES) and return its figures. */
-function measureInChild(ctx: BenchContext): Figures {
-  const args = ['--openssl-legacy-provider', ...process.execArgv, ...process.argv.slice(1, 2), 'bench', 'hsm', '--json', ...(ctx.scale < 1 ? ['--quick'] : [])];
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, PURSELAB_BENCH_HSM_CHILD: '1' }, maxBuffer: 16 << 20 });
-  if (r.status !== 0) throw new Error(`bench hsm child failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return (JSON.parse(r.stdout) as { hsm: Figures }).hsm;
-}
 
 function printFigures(ctx: BenchContext, f: Figures): void {
   if (ctx.json) return;
@@ -533,7 +523,7 @@ export const hsmBench: BenchSuite = {
   async run(ctx) {
     if (!opensslLegacyActive() && !process.env.PURSELAB_BENCH_HSM_CHILD && !softhsmMissing()) {
       if (!ctx.json) ctx.io.out('  (measuring in a child Node started with --openssl-legacy-provider: SoftHSM2 single DES)');
-      const f = measureInChild(ctx);
+      const f = measureInLegacyChild(ctx, 'hsm', { PURSELAB_BENCH_HSM_CHILD: '1' });
       printFigures(ctx, f);
       return f;
     }

@@ -6,7 +6,6 @@
 // done by N callers with nothing else, as loads/s. SoftHSM2 needs --openssl-legacy-provider: without it the
 // suite measures in a child Node started with it.
 
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,9 +34,9 @@ import { initializeForLoad } from '../../terminal/purse.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { initKeys } from '../commands/hsm-init.ts';
 import { fmt, runConcurrently, summarize } from './stats.ts';
-import type { BenchContext, BenchSuite } from './suite.ts';
+import { measureInLegacyChild } from './legacy-child.ts';
+import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
-type Figures = Record<string, number | string | boolean>;
 const repo = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const keySet = () => loadIssuerKeySet(repo('fixtures/keys/demo-issuer.json'));
 
@@ -151,12 +150,6 @@ async function measureBackend(ctx: BenchContext, b: Backend, figures: Figures, l
   }
 }
 
-function measureInChild(ctx: BenchContext): Figures {
-  const args = ['--openssl-legacy-provider', ...process.execArgv, ...process.argv.slice(1, 2), 'bench', 'load', '--json', ...(ctx.scale < 1 ? ['--quick'] : [])];
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, PURSELAB_BENCH_LOAD_CHILD: '1' }, maxBuffer: 16 << 20 });
-  if (r.status !== 0) throw new Error(`bench load child failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return (JSON.parse(r.stdout) as { load: Figures }).load;
-}
 
 export const loadBench: BenchSuite = {
   name: 'load',
@@ -167,7 +160,7 @@ export const loadBench: BenchSuite = {
     };
     if (!opensslLegacyActive() && !process.env.PURSELAB_BENCH_LOAD_CHILD && !softhsmMissing()) {
       if (!ctx.json) ctx.io.out('  (measuring in a child Node started with --openssl-legacy-provider: SoftHSM2 single DES)');
-      const f = measureInChild(ctx);
+      const f = measureInLegacyChild(ctx, 'load', { PURSELAB_BENCH_LOAD_CHILD: '1' });
       print(f);
       return f;
     }

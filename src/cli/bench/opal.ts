@@ -15,7 +15,6 @@
 // rate is no longer bound by one purchase's latency. The target is judged on the run with N cardholders.
 // After the runs, value must be conserved on every virtual card.
 
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +29,8 @@ import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
 import { threadCpuMs } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
-import type { BenchContext, BenchSuite } from './suite.ts';
+import { measureInLegacyChild } from './legacy-child.ts';
+import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 500;
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
@@ -170,8 +170,6 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
 /** Set in the child Node that measures the SoftHSM2 half (see softHsmHalf). */
 const PART_ENV = 'PURSELAB_BENCH_OPAL_PART';
 
-type Figures = Record<string, number | string | boolean>;
-
 /**
  * The SoftHSM2 half: a throw-away token for the OPAL HSM (opened and filled by the thread running OPAL). SoftHSM2
  * inside Node needs single DES from OpenSSL's legacy provider: without --openssl-legacy-provider this half runs
@@ -202,10 +200,7 @@ async function softHsmHalf(ctx: BenchContext, total: number, concurrency: number
 /** Run `bench opal --json` for the SoftHSM2 half only, in a child Node with --openssl-legacy-provider. */
 function softHsmHalfInChild(ctx: BenchContext): Figures {
   if (!ctx.json) ctx.io.out('  SoftHSM2: measuring in a child Node started with --openssl-legacy-provider (SoftHSM2 single DES)');
-  const args = ['--openssl-legacy-provider', ...process.execArgv, ...process.argv.slice(1, 2), 'bench', 'opal', '--json', ...(ctx.scale < 1 ? ['--quick'] : [])];
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, [PART_ENV]: 'softhsm2' }, maxBuffer: 16 << 20 });
-  if (r.status !== 0) throw new Error(`bench opal's SoftHSM2 child failed (${r.status ?? r.signal}): ${(r.stderr ?? '').slice(-2000)}`);
-  const child = (JSON.parse(r.stdout) as { opal: Figures }).opal;
+  const child = measureInLegacyChild(ctx, 'opal', { [PART_ENV]: 'softhsm2' });
   const { 'softhsm2.lines': lines, ...figures } = Object.fromEntries(Object.entries(child).filter(([k]) => k.startsWith('softhsm2.')));
   if (!ctx.json && typeof lines === 'string') for (const l of lines.split('\n')) ctx.io.out(l);
   return figures;
@@ -274,7 +269,7 @@ export const opalBench: BenchSuite = {
     const threads = (process.env.PURSELAB_BENCH_OPAL_THREADS ?? 'split') as Threads;
     if (!THREADS.includes(threads)) throw new Error(`PURSELAB_BENCH_OPAL_THREADS must be ${THREADS.join(', ')}, got '${threads}'`);
     const total = Math.max(100, Math.round(2000 * ctx.scale));
-    const figures: Record<string, number | string | boolean> = { cardholders: concurrency, purchases: total, threads };
+    const figures: Figures = { cardholders: concurrency, purchases: total, threads };
     const part = process.env[PART_ENV];
     if (part !== undefined && part !== 'softhsm2') throw new Error(`${PART_ENV} must be softhsm2 (set by the bench itself for its child), got '${part}'`);
     if (part === undefined) Object.assign(figures, report(ctx, 'software', await measure({ kind: 'software' }, total, concurrency, threads, capacity), total, concurrency, threads, TARGET_PER_SEC).figures);

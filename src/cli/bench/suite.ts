@@ -9,9 +9,12 @@ export interface BenchContext {
   readonly json: boolean;
 }
 
+/** A suite's figures: numbers (and a few strings and flags) keyed by name. */
+export type BenchFigures = Record<string, number | string | boolean>;
+
 export interface BenchSuite {
   readonly name: string;
   readonly summary: string;
   /** Returns the measured figures (numbers keyed by name); prints them unless ctx.json. */
-  run(ctx: BenchContext): Promise<Record<string, number | string | boolean>>;
+  run(ctx: BenchContext): Promise<BenchFigures>;
 }
