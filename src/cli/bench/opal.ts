@@ -10,7 +10,9 @@
 // if not installed; measured in a child Node with --openssl-legacy-provider when this one lacks it). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
 // (EmulatorChannel, no OPAL, no sealing), so the ratio is what OPAL (its HTTP hop, HSM sealing, card store,
-// history) adds to a physical-card purchase. Then, software HSM only, the capacity: the same OPAL purchase with
+// history) adds to a physical-card purchase. After both are warm they are measured in alternating halves
+// (floor, OPAL, OPAL, floor), and each rate is taken while all the cardholders were busy (not the drain at the
+// end of a half). Then, software HSM only, the capacity: the same OPAL purchase with
 // four times as many cardholders at once (PURSELAB_BENCH_CAPACITY_CARDHOLDERS, 0 for none), where the servers'
 // rate is no longer bound by one purchase's latency. The target is judged on the run with N cardholders.
 // After the runs, value must be conserved on every virtual card.
@@ -98,15 +100,28 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     const call = <T>(url: string, body?: object, token?: string) =>
       requestJson<T>(url, { ...(body ? { body } : {}), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     const order = async () => (await call<{ payUrl: string }>(`${merchantUrl}/api/orders`, { items: [{ sku: 'cent', quantity: 1 }] })).payUrl;
-    // Each run's CPU per purchase, per thread (the main thread's own, and each worker's as it reports it).
-    const timed = async (count: number, fn: (w: number) => Promise<void>, callers = concurrency) => {
-      const cpuNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadCpuMs() : (parts[t]?.cpuMs() ?? NaN))));
+    // Tallies of measured runs: rate while all the run's cardholders were busy (runConcurrently's busy window,
+    // without the drain at the end), latencies, and each thread's CPU per purchase (the main thread's own, and
+    // each worker's as it reports it).
+    const cpuNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadCpuMs() : (parts[t]?.cpuMs() ?? NaN))));
+    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0) });
+    type Tally = ReturnType<typeof newTally>;
+    const measureInto = async (t: Tally, count: number, fn: (w: number) => Promise<void>, callers = concurrency): Promise<Tally> => {
       const cpu0 = await cpuNow();
       const run = await runConcurrently(count, callers, fn);
       const cpu1 = await cpuNow();
-      const cpu = Object.fromEntries(CPU_THREADS.map((t, i) => [t, (cpu1[i]! - cpu0[i]!) / count])) as ThreadCpu;
-      return { perSec: (count * 1000) / run.elapsedMs, lat: summarize(run.samples), cpu };
+      cpu1.forEach((c, i) => (t.cpuMs[i]! += c - cpu0[i]!));
+      t.busyCount += run.busyCount;
+      t.busyMs += run.busyMs;
+      t.count += count;
+      t.samples.push(...run.samples);
+      return t;
     };
+    const result = (t: Tally) => ({
+      perSec: (t.busyCount * 1000) / t.busyMs,
+      lat: summarize(t.samples),
+      cpu: Object.fromEntries(CPU_THREADS.map((k, i) => [k, t.cpuMs[i]! / t.count])) as ThreadCpu,
+    });
 
     // Floor: the client library over in-process cards in the main thread, same servers, same concurrency.
     const keys = loadIssuerKeySet(root('fixtures/keys/demo-issuer.json'));
@@ -133,15 +148,23 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     // Each warmed until its rate stops improving (V8's optimizing compiler done), then measured.
     const warmOf = (fn: (w: number) => Promise<void>) => warmUntilSteady(async (n) => (await runConcurrently(n, concurrency, fn)).elapsedMs, { roundSize: 600 });
     const floorWarm = await warmOf(direct);
-    const floor = await timed(total, direct);
     const warm = await warmOf(viaOpal);
-    const run = await timed(total, viaOpal);
+    // Then both measured in alternating halves, floor, OPAL, OPAL, floor: a drift in the machine's speed during
+    // the run moves both alike, so the ratio between them holds.
+    const floorTally = newTally();
+    const opalTally = newTally();
+    const first = Math.ceil(total / 2);
+    await measureInto(floorTally, first, direct);
+    await measureInto(opalTally, first, viaOpal);
+    await measureInto(opalTally, total - first, viaOpal);
+    await measureInto(floorTally, total - first, direct);
+    const floor = result(floorTally);
+    const run = result(opalTally);
     // Capacity: the servers are warm; one round with the larger crowd, then the same count measured.
     let cap: Measured['capacity'];
     if (capacity > concurrency) {
       await runConcurrently(600, capacity, viaOpal);
-      const c = await timed(total, viaOpal, capacity);
-      cap = { concurrency: capacity, ...c };
+      cap = { concurrency: capacity, ...result(await measureInto(newTally(), total, viaOpal, capacity)) };
     }
     // Value: every virtual card lost exactly its paid purchases (counter = purchases, balance = 50000 - counter).
     let valueOk = true;

@@ -36,11 +36,29 @@ export async function timeCalls(count: number, fn: (i: number) => Promise<unknow
   return out;
 }
 
-/** `concurrency` workers each running `fn` until `total` operations are done; per-operation latencies (ms) and the elapsed time. */
-export async function runConcurrently(total: number, concurrency: number, fn: (worker: number) => Promise<void>): Promise<{ samples: number[]; elapsedMs: number }> {
+/** What runConcurrently measured. */
+export interface ConcurrentRun {
+  /** Per-operation latencies (ms), in the order they finished. */
+  readonly samples: number[];
+  /** From the start until the last operation finished. */
+  readonly elapsedMs: number;
+  /**
+   * Operations finished, and the time, from the start until the first worker found no work left: the rate
+   * while all the workers were busy, without the drain at the end (when the run is shorter than that, the
+   * whole run).
+   */
+  readonly busyCount: number;
+  readonly busyMs: number;
+}
+
+/** `concurrency` workers each running `fn` until `total` operations are done. */
+export async function runConcurrently(total: number, concurrency: number, fn: (worker: number) => Promise<void>): Promise<ConcurrentRun> {
   const samples: number[] = [];
   let next = 0;
+  // the first worker to run dry ends the busy window (one that found no work at all: none, the whole run is it)
+  let busy: { count: number; ms: number } | undefined;
   const t0 = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - t0) / 1e6;
   await Promise.all(
     Array.from({ length: concurrency }, async (_, w) => {
       while (next < total) {
@@ -49,9 +67,12 @@ export async function runConcurrently(total: number, concurrency: number, fn: (w
         await fn(w);
         samples.push(Number(process.hrtime.bigint() - s) / 1e6);
       }
+      busy ??= { count: samples.length, ms: since() };
     }),
   );
-  return { samples, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 };
+  const elapsedMs = since();
+  const window = busy && busy.count > 0 ? busy : { count: samples.length, ms: elapsedMs };
+  return { samples, elapsedMs, busyCount: window.count, busyMs: window.ms };
 }
 
 /** How a warm-up ended: rounds run, their size, the last round's rate, and whether the rate had settled. */

@@ -1,7 +1,8 @@
-// The benchmarks' statistics helpers: percentiles and the warm-up that runs until a flow's rate stops improving.
+// The benchmarks' statistics helpers: percentiles, the warm-up that runs until a flow's rate stops improving, and
+// the concurrent runner's busy window (the rate while every worker had work).
 
 import { describe, expect, it } from 'vitest';
-import { percentile, summarize, warmUntilSteady, warmUpText } from '../../../src/cli/bench/stats.ts';
+import { percentile, runConcurrently, summarize, warmUntilSteady, warmUpText } from '../../../src/cli/bench/stats.ts';
 
 /** A round function whose n-th call runs at rates[n] operations per second (the last rate repeats). */
 function scripted(rates: readonly number[]) {
@@ -60,5 +61,36 @@ describe('percentiles', () => {
     expect(percentile(xs, 99)).toBe(10);
     expect(percentile([], 50)).toBeNaN();
     expect(summarize(xs)).toEqual({ count: 10, medianMs: 5, p99Ms: 10, meanMs: 5.5 });
+  });
+});
+
+describe('runConcurrently', () => {
+  const ticks = (n: number) => new Promise<void>((resolve) => setTimeout(resolve, n));
+
+  it('runs every operation once, and its busy window ends when the first worker finds no work left (the drain is not in it)', async () => {
+    const byWorker: number[] = [];
+    // equal operations: 4 workers, 10 operations; worker 2 is the first to run dry, after the 7th has finished
+    const r = await runConcurrently(10, 4, async (w) => {
+      byWorker.push(w);
+      await ticks(5);
+    });
+    expect(r.samples).toHaveLength(10);
+    expect(byWorker.slice(0, 4).sort()).toEqual([0, 1, 2, 3]);
+    expect(r.busyCount).toBe(7);
+    expect(r.busyMs).toBeGreaterThan(0);
+    expect(r.busyMs).toBeLessThan(r.elapsedMs);
+  });
+
+  it('a crowd larger than the run was never all busy: the whole run is the window', async () => {
+    const r = await runConcurrently(2, 5, () => ticks(2));
+    expect(r.samples).toHaveLength(2);
+    expect(r.busyCount).toBe(2);
+    expect(r.busyMs).toBe(r.elapsedMs);
+  });
+
+  it('one worker: every operation is in the window', async () => {
+    const r = await runConcurrently(3, 1, () => ticks(1));
+    expect(r.busyCount).toBe(3);
+    expect(r.busyMs).toBeLessThanOrEqual(r.elapsedMs);
   });
 });
