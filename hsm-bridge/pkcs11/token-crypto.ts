@@ -65,13 +65,12 @@ export class TokenCrypto {
   /** CBC encryption of whole blocks under the material (3DES from single-DES halves: block by block). */
   encryptCbc(s: Handle, ctx: OpContext, m: Material, iv: Buffer, data: Buffer): Buffer | Promise<Buffer> {
     if (m.kind === 'des-halves') return cbcFromEcb(8, (b) => this.ede(s, ctx, m, b)).encryptCbc(data, iv);
-    return this.crypt(s, ctx, 'encrypt', { mechanism: m.kind === 'aes' ? this.P.CKM_AES_CBC : this.P.CKM_DES3_CBC, parameter: iv }, m.key, data);
+    return this.crypt(s, ctx, 'encrypt', { mechanism: this.cbcMechanism(m), parameter: iv }, m.key, data);
   }
 
   /** CBC decryption of whole blocks under the material. */
   decryptCbc(s: Handle, ctx: OpContext, m: Material, iv: Buffer, data: Buffer): Buffer | Promise<Buffer> {
-    const P = this.P;
-    if (m.kind !== 'des-halves') return this.crypt(s, ctx, 'decrypt', { mechanism: m.kind === 'aes' ? P.CKM_AES_CBC : P.CKM_DES3_CBC, parameter: iv }, m.key, data);
+    if (m.kind !== 'des-halves') return this.crypt(s, ctx, 'decrypt', { mechanism: this.cbcMechanism(m), parameter: iv }, m.key, data);
     // 3DES decryption of every block, D_K1(E_K2(D_K1(c))), as three ECB passes over all blocks; then CBC's XOR.
     const ecb = this.desEcb();
     const x = this.decSync(s, ctx, ecb, m.k1, this.encSync(s, ctx, ecb, m.k2, this.decSync(s, ctx, ecb, m.k1, data)));
@@ -146,10 +145,13 @@ export class TokenCrypto {
 
   /** The key's CBC encryption as src/crypto's CbcPrimitive (what its MAC algorithms are written over). */
   private fullPrimitive(s: Handle, ctx: OpContext, m: Material): CbcPrimitive {
-    const P = this.P;
     if (m.kind === 'des-halves') return cbcFromEcb(8, (b) => this.ede(s, ctx, m, b));
-    const mechanism = m.kind === 'aes' ? P.CKM_AES_CBC : P.CKM_DES3_CBC;
-    return this.cbcPrimitive(s, ctx, m.kind === 'aes' ? 16 : 8, mechanism, m.key);
+    return this.cbcPrimitive(s, ctx, m.kind === 'aes' ? 16 : 8, this.cbcMechanism(m), m.key);
+  }
+
+  /** The token's CBC mechanism for material held as one key object (AES, or 2-key 3DES). */
+  private cbcMechanism(m: Material & { kind: 'aes' | 'des2' }): number {
+    return m.kind === 'aes' ? this.P.CKM_AES_CBC : this.P.CKM_DES3_CBC;
   }
 
   /** CBC encryption under one token key as a CbcPrimitive (a method, not an arrow property: no per-call defineProperty under tsx). */

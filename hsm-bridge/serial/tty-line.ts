@@ -86,16 +86,15 @@ export class TtyLine {
         closeSync(readFd);
       }
     }
+    const data = (chunk: Buffer): void => {
+      if (!this.closed) events.data(chunk);
+    };
     if (this.reader) {
-      this.reader.on('data', (chunk: Buffer) => {
-        if (!this.closed) events.data(chunk);
-      });
+      this.reader.on('data', data);
       this.reader.on('error', (e: Error) => down(e));
       this.reader.on('end', () => down(new Error(`${this.path} closed (end of input)`)));
     } else {
-      this.port.on('data', (chunk: Buffer) => {
-        if (!this.closed) events.data(chunk);
-      });
+      this.port.on('data', data);
     }
   }
 
