@@ -4,15 +4,18 @@
 // processes.
 //
 // It has one job, so it does it without an event loop in the way: it reads whatever frames of calls the
-// parent has written to fd 3 with a blocking read (asleep in the kernel until the parent writes), runs their
-// calls on its sessions, writing results as it goes (see runCalls), and reads again (session-protocol.ts). It leaves when the parent closes its end (end of file: the
-// parent closed it, or died).
+// parent has written to fd 3 (a pipe; the results go back on fd 4, pipe-pair.ts) with a blocking read
+// (asleep in the kernel until the parent writes), runs their calls on its sessions, writing results as it
+// goes (see runCalls), and reads again (session-protocol.ts). It leaves when the parent closes its end (end
+// of file: the parent closed it, or died).
 
 import { readSync, writeSync } from 'node:fs';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from './pkcs11-hsm.ts';
 import { FRAME_CALLS, FRAME_OPEN, FRAME_RESULTS, FrameReader, FrameWriter, completeFrames, describeError, jsonFrame, readCall, readJson, writeResult, type WireCall } from './session-protocol.ts';
 
+/** Calls come in on fd 3; results go out on fd 4 (two pipes, pipe-pair.ts) or on fd 3 too (a socket pair). */
 const FD = 3;
+const OUT_FD = process.argv[2] === 'pipes' ? 4 : 3;
 
 /** Bytes read from the parent: inbuf[0, have). */
 let inbuf = Buffer.allocUnsafe(64 * 1024);
@@ -36,7 +39,7 @@ function readMore(): boolean {
       return true;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'EAGAIN' && code !== 'EINTR') return false; // (the socket is blocking: EAGAIN is not expected)
+      if (code !== 'EAGAIN' && code !== 'EINTR') return false; // (the descriptor is blocking: EAGAIN is not expected)
     }
   }
 }
@@ -52,7 +55,7 @@ function writeFrame(b: Buffer): void {
   let at = 0;
   while (at < b.length) {
     try {
-      at += writeSync(FD, b, at, b.length - at);
+      at += writeSync(OUT_FD, b, at, b.length - at);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'EAGAIN' && code !== 'EINTR') throw e;

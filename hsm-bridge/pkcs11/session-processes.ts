@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HsmDeviceError } from '../errors.ts';
 import type { MacAlgorithm } from '../hsm.ts';
+import { openPipePair } from './pipe-pair.ts';
 import type { Pkcs11HsmOptions } from './pkcs11-hsm.ts';
 import {
   FRAME_CALLS,
@@ -47,8 +48,11 @@ export type LocalRunner = (method: number, label: string, version: number, cardI
 
 interface SessionProcess {
   readonly child: ChildProcess;
-  readonly wire: Socket;
-  /** The parent's end of the socket pair as a file descriptor (undefined where the platform hides it). */
+  /** Where the calls go (the pipe's writing end, or the socket pair). */
+  readonly calls: Socket;
+  /** Where the results come from (the other pipe, or the same socket pair). */
+  readonly results: Socket;
+  /** The writing end as a file descriptor (undefined where the platform hides it). */
   readonly fd: number | undefined;
   /** Calls sent and not answered, by id. */
   readonly pending: Map<number, Pending>;
@@ -127,7 +131,7 @@ export class SessionProcesses {
       this.procs.map(async (p) => {
         if (!p || p.dead) return;
         const gone = new Promise<void>((resolve) => p.child.once('exit', () => resolve()));
-        p.wire.end();
+        p.calls.end();
         const t = setTimeout(() => p.child.kill('SIGKILL'), 3000);
         await gone;
         clearTimeout(t);
@@ -174,21 +178,21 @@ export class SessionProcesses {
   }
 
   /**
-   * Write a frame to a process: straight to the socket's file descriptor when it takes it all now (no stream
-   * write request per frame: measured ~5 us of the main thread each), else through the stream (which queues).
+   * Write a frame to a process: straight to the file descriptor when it takes it all now (no stream write
+   * request per frame: measured ~5 us of the main thread each), else through the stream (which queues).
    */
   private write(p: SessionProcess, frame: Buffer): void {
     const fd = p.fd;
-    if (fd !== undefined && p.wire.writableLength === 0) {
+    if (fd !== undefined && p.calls.writableLength === 0) {
       try {
         const n = writeSync(fd, frame);
         if (n === frame.length) return;
         frame = frame.subarray(n);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return; // the socket is gone: the child's exit says so
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') return; // the child is gone: its exit says so
       }
     }
-    p.wire.write(frame);
+    p.calls.write(frame);
   }
 
   /** Run the queued call at q[i] on the main thread. */
@@ -227,18 +231,24 @@ export class SessionProcesses {
     const have = this.procs[i];
     if (have && !have.dead) return have;
     if (this.closed) throw new HsmDeviceError('PKCS#11 session processes: closed');
-    const child = spawn(process.execPath, [...childExecArgv(), ENTRY], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
-    const wire = child.stdio[3] as Socket;
+    // two pipes (pipe-pair.ts: cheaper per message), or Node's socket pair where FIFOs cannot be made
+    const pipes = openPipePair();
+    const child = spawn(process.execPath, [...childExecArgv(), ENTRY, pipes ? 'pipes' : 'socket'], {
+      stdio: ['ignore', 'inherit', 'inherit', pipes ? pipes.childReads : 'pipe', pipes ? pipes.childWrites : 'ignore'],
+    });
+    pipes?.closeChildEnds();
+    const results = pipes ? pipes.results : (child.stdio[3] as Socket);
+    const calls = pipes ? pipes.calls : results;
     let opened: (v: undefined) => void = () => undefined;
     let failed: (e: unknown) => void = () => undefined;
     const ready = new Promise<void>((resolve, reject) => {
       opened = resolve;
       failed = reject;
     });
-    const fd = (wire as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    const p: SessionProcess = { child, wire, fd: typeof fd === 'number' && fd >= 0 ? fd : undefined, pending: new Map(), opened: false, dead: false, ready };
+    const fd = pipes ? pipes.callsFd : (calls as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const p: SessionProcess = { child, calls, results, fd: typeof fd === 'number' && fd >= 0 ? fd : undefined, pending: new Map(), opened: false, dead: false, ready };
     const frames = new FrameSplitter();
-    wire.on('data', (chunk: Buffer) => {
+    results.on('data', (chunk: Buffer) => {
       for (const f of frames.push(chunk)) {
         if (f[0] === FRAME_RESULTS) this.answered(p, f);
         else if (f[0] === FRAME_OPEN) {
@@ -253,9 +263,11 @@ export class SessionProcesses {
         }
       }
     });
-    wire.on('error', () => undefined); // the child's exit says what happened
+    results.on('error', () => undefined); // the child's exit says what happened
+    if (calls !== results) calls.on('error', () => undefined);
     const down = (why: string): void => {
       p.dead = true;
+      if (calls !== results) calls.destroy(); // (the results pipe reads end of file and closes by itself)
       failed(new HsmDeviceError(`PKCS#11 session process ${why} before it opened the token`));
       const waiting = [...p.pending.values()];
       p.pending.clear();
@@ -268,9 +280,9 @@ export class SessionProcesses {
     // a process that cannot open the token is not kept: the next turn tries a new one
     ready.catch(() => {
       p.dead = true;
-      wire.end();
+      calls.end();
     });
-    wire.write(jsonFrame(FRAME_OPEN, this.options));
+    calls.write(jsonFrame(FRAME_OPEN, this.options));
     this.procs[i] = p;
     return p;
   }

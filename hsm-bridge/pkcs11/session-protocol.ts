@@ -1,7 +1,7 @@
 // The wire between a Pkcs11Hsm and its session processes (session-process.ts): length-prefixed binary frames
-// on a socket pair (the child's fd 3), not Node's IPC channel, whose per-message cost (serializer, events)
-// was measured at ~45 us of the parent's main thread and ~80 us of the child per message: several times
-// the ~15 us token call it carried. Calls travel in batches, one frame per batch.
+// on two pipes (pipe-pair.ts: calls on the child's fd 3, results on its fd 4), not Node's IPC channel, whose
+// per-message cost (serializer, events) was measured at ~45 us of the parent's main thread and ~80 us of the
+// child per message: several times the ~15 us token call it carried. Calls travel in batches, one frame per batch.
 //
 //   frame   = u32 length of the rest | u8 type | payload
 //   'O' parent -> child  JSON of the Pkcs11HsmOptions to open with (the first frame)

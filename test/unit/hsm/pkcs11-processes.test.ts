@@ -1,9 +1,10 @@
 // PKCS#11 session processes (Pkcs11HsmOptions.processes) on SoftHSM2: calls batched per event-loop turn to a
-// child process over the binary socket-pair protocol, the main thread running one call per turn itself.
+// child process over the binary protocol on two pipes, the main thread running one call per turn itself.
 // Concurrent calls give the answers sequential ones give; an error in one call of a batch reaches only that
 // caller, typed; a process killed (SIGKILL) under a batch fails exactly its unanswered calls with HSM_DEVICE,
 // nothing is repeated, and the next calls work. Plus the wire codec on its own.
 
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HsmBadInputError, HsmKeyNotFoundError, HsmKeyTypeError } from '../../../hsm-bridge/errors.ts';
 import { opensslLegacyActive } from '../../../hsm-bridge/pkcs11/binding.ts';
@@ -35,6 +36,16 @@ const desKey = (card: Buffer): Buffer => diversifyCardKey(CONFORMANCE_KEYS.desMa
 const aesKey = (card: Buffer): Buffer => diversifyCardKey(CONFORMANCE_KEYS.aesMaster, card, 'AES-128');
 const DATA = Buffer.from('S1 input: amounts, counters, ids');
 
+/** Descriptors of a process on the session pipes' FIFOs (pipe-pair.ts). */
+const fifoEnds = (pid: number): number =>
+  readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`).includes('/purselab-hsm-');
+    } catch {
+      return false;
+    }
+  }).length;
+
 /** Wait until the current turn's calls have been shared out (the flush is a setImmediate queued before ours). */
 const afterFlush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -50,6 +61,17 @@ describe.skipIf(!!skip)(`PKCS#11 session processes on SoftHSM2${skip ? ` (skippe
   afterAll(async () => {
     await hsm?.close();
     expect(hsm.sessionProcessPids).toEqual([]);
+    // no pipe end left open here, after a process was killed and replaced and both were closed
+    for (let i = 0; i < 100 && fifoEnds(process.pid) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(fifoEnds(process.pid)).toBe(0);
+  });
+
+  it('talks to its process over two pipes: calls in on its fd 3, results out on its fd 4', () => {
+    const [pid] = hsm.sessionProcessPids;
+    const link = (fd: number): string => readlinkSync(`/proc/${pid}/fd/${fd}`);
+    expect(link(3)).toMatch(/\/purselab-hsm-[^/]+\/calls \(deleted\)$/);
+    expect(link(4)).toMatch(/\/purselab-hsm-[^/]+\/results \(deleted\)$/);
+    expect(fifoEnds(process.pid)).toBe(2); // the parent's writing and reading ends, nothing else
   });
 
   it('many concurrent calls give the answers sequential calls give, in batches shared between the process and the main thread', async () => {
