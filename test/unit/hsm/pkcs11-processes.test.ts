@@ -66,6 +66,29 @@ describe.skipIf(!!skip)(`PKCS#11 session processes on SoftHSM2${skip ? ` (skippe
     expect(fifoEnds(process.pid)).toBe(0);
   });
 
+  it('falls back to a socket pair on fd 3 where mkfifo cannot run, with the same answers', async () => {
+    const t = rig!.token('purselab-procs');
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    const other = new Pkcs11Hsm({ module: t.module, tokenLabel: t.label, pin: t.pin, processes: 1 });
+    try {
+      await other.open(); // the process starts here, while mkfifo is out of reach
+    } finally {
+      process.env.PATH = path;
+    }
+    try {
+      const [pid] = other.sessionProcessPids;
+      expect(readlinkSync(`/proc/${pid}/fd/3`)).toMatch(/^socket:/);
+      const cards = freshCards(12);
+      const before = other.sessionProcessStats!;
+      const kcvs = await Promise.all(cards.map((c) => other.keyCheckValue({ master: REFS.desMaster, cardId: c })));
+      expect(kcvs).toEqual(cards.map((c) => keyCheckValue('DES3-2KEY', desKey(c))));
+      expect(other.sessionProcessStats!.batches).toBeGreaterThan(before.batches); // the process did take calls
+    } finally {
+      await other.close();
+    }
+  });
+
   it('talks to its process over two pipes: calls in on its fd 3, results out on its fd 4', () => {
     const [pid] = hsm.sessionProcessPids;
     const link = (fd: number): string => readlinkSync(`/proc/${pid}/fd/${fd}`);
