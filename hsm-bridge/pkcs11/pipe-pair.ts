@@ -47,14 +47,13 @@ export function openPipePair(): PipePair | undefined {
     opened.push(fd);
     return fd;
   };
+  // calls: a read-write descriptor, held only while opening, so that neither of the two ends waits for the other
+  let keepOpen: number | undefined;
   try {
     execFileSync('mkfifo', ['-m', '600', down, up], { stdio: 'ignore' });
-    // calls: a read-write descriptor first, so that neither of the next two opens waits for the other side
-    const keepOpen = open(down, constants.O_RDWR);
+    keepOpen = openSync(down, constants.O_RDWR);
     const childReads = open(down, constants.O_RDONLY);
     const callsFd = open(down, constants.O_WRONLY | constants.O_NONBLOCK);
-    closeSync(keepOpen);
-    opened.splice(opened.indexOf(keepOpen), 1);
     // results: the parent's non-blocking read end opens without a writer, then the child's end finds a reader
     const resultsFd = open(up, constants.O_RDONLY | constants.O_NONBLOCK);
     const childWrites = open(up, constants.O_WRONLY);
@@ -73,6 +72,7 @@ export function openPipePair(): PipePair | undefined {
     for (const fd of opened) closeSync(fd);
     return undefined;
   } finally {
+    if (keepOpen !== undefined) closeSync(keepOpen);
     rmSync(dir, { recursive: true, force: true });
   }
 }

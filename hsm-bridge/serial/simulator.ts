@@ -346,8 +346,6 @@ const nowNs = (): bigint => process.hrtime.bigint();
 /** How much earlier than their wire time the chunks before an answer's last are put on the line. */
 const EARLY_NS = 1_000_000n;
 
-const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
-
 /** The last stretch of a precise sleep, waited without yielding: one turn of the event loop can take longer. */
 const HOLD_NS = 150_000n;
 
@@ -499,7 +497,7 @@ export class SerialSimLine {
       // fires late, up to a millisecond here: the chunks before the last aim that much early, so a late one
       // cannot delay the last character.
       if (end === frame.length) await sleepUntil(last);
-      else await sleepUntil(min(t0 + this.charNs(end), last) - EARLY_NS, false);
+      else await sleepUntil(t0 + this.charNs(end) - EARLY_NS, false);
       await line.write(frame.subarray(off, end));
     }
   }

@@ -511,7 +511,6 @@ function pkcs11TargetsOf(auto: string, key: string, figures: Figures, lines: str
   lines.push(`  ${title} with >= 4 callers: least ${least.busy!.toFixed(2)} of ${cores} cores busy (${least.op}, ${least.c} callers${others}) (target >= ${goal.toFixed(1)} with >= 1.00x the lone caller's ops/s with 4 callers, every op: ${met ? 'met' : 'NOT met'})`);
 }
 
-
 function printFigures(ctx: BenchContext, f: Figures): void {
   if (ctx.json) return;
   for (const line of (f.lines as string).split('\n')) ctx.io.out(line);

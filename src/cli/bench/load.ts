@@ -150,7 +150,6 @@ async function measureBackend(ctx: BenchContext, b: Backend, figures: Figures, l
   }
 }
 
-
 export const loadBench: BenchSuite = {
   name: 'load',
   summary: 'Internet loads (bank + load server + issuer HSM, N cardholders): loads/s and p99 per HSM backend, beside the raw HSM work per load',
