@@ -89,6 +89,11 @@ export function acquireModule(path: string): PKCS11 {
   return lib;
 }
 
+/** Whether this process has the module loaded (someone acquired it and has not released it). */
+export function moduleLoaded(path: string): boolean {
+  return loaded.has(path);
+}
+
 export function releaseModule(path: string): void {
   const have = loaded.get(path);
   if (!have) return;

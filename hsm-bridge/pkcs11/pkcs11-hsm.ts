@@ -59,6 +59,7 @@ import {
   params,
   pkcs11js,
   releaseModule,
+  moduleLoaded,
   ulong,
   type Handle,
   type PKCS11,
@@ -73,6 +74,7 @@ import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
 import { ckrFailure } from './ckr-errors.ts';
 import { andThen, settle } from './maybe-async.ts';
 import { TokenCrypto, type OpContext } from './token-crypto.ts';
+import { openUntilWhole } from './torn-token.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -215,6 +217,8 @@ export class Pkcs11Hsm implements Hsm {
   };
   /** Operations completed alone (synchronous calls) / while others were in flight (offered the *Async overloads). */
   private readonly counts = { alone: 0, concurrent: 0 };
+  /** Opens tried again after a torn first look at the token (torn-token.ts). */
+  private rescans = 0;
 
   constructor(options: Pkcs11HsmOptions) {
     if (!options || typeof options.module !== 'string' || !options.module) throw new HsmBadInputError('PKCS#11 backend: module path is required');
@@ -249,6 +253,11 @@ export class Pkcs11Hsm implements Hsm {
     return { ...this.counts };
   }
 
+  /** How many times opening initialised the module again because the first look at the token was torn (torn-token.ts). */
+  get tokenRescans(): number {
+    return this.rescans;
+  }
+
   /** Session copies of master keys this backend derives from now (Pkcs11HsmOptions.masterCopies). */
   get masterCopies(): number {
     return this.keys?.masterCopies ?? 0;
@@ -272,12 +281,15 @@ export class Pkcs11Hsm implements Hsm {
   async open(): Promise<void> {
     if (this.lib) return;
     this.pin(); // a missing PIN is a configuration error: say so before touching the module
-    this.lib = acquireModule(this.options.module);
-    this.P = pkcs11js();
-    this.keys = new TokenKeys(this.lib, this.P, this.options.tokenLabel, (mech) => this.mechs.has(mech));
-    this.crypto = new TokenCrypto(this.lib, this.P, this.options.tokenLabel, this.calls, (mech, flag, purpose) => this.requireMechanism(mech, flag, purpose));
+    // a first look at the token torn by another process's login is looked at again (torn-token.ts)
+    await openUntilWhole(
+      (again) => {
+        if (again) this.rescans++;
+        return this.openToken();
+      },
+      () => !moduleLoaded(this.options.module),
+    );
     try {
-      await this.ready();
       const n = this.options.processes ?? 0;
       if (n > 0 && this.calls === 'auto') {
         const { SessionProcesses } = await import('./session-processes.ts');
@@ -286,6 +298,20 @@ export class Pkcs11Hsm implements Hsm {
         );
         await this.procs.start();
       }
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  /** Load the module, find the token and log in; when that fails, nothing is left open. */
+  private async openToken(): Promise<void> {
+    this.lib = acquireModule(this.options.module);
+    this.P = pkcs11js();
+    this.keys = new TokenKeys(this.lib, this.P, this.options.tokenLabel, (mech) => this.mechs.has(mech));
+    this.crypto = new TokenCrypto(this.lib, this.P, this.options.tokenLabel, this.calls, (mech, flag, purpose) => this.requireMechanism(mech, flag, purpose));
+    try {
+      await this.ready();
     } catch (e) {
       await this.close();
       throw e;

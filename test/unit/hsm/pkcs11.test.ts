@@ -10,7 +10,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acquireModule, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
+import { acquireModule, moduleLoaded, opensslLegacyActive, pkcs11js, releaseModule, type Handle } from '../../../hsm-bridge/pkcs11/binding.ts';
+import { TORN_OPEN_ATTEMPTS } from '../../../hsm-bridge/pkcs11/torn-token.ts';
 import { Pkcs11Hsm, type Pkcs11HsmOptions } from '../../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { computeMac, keyCheckValue, cbcEncrypt, diversifyCardKey } from '../../../src/crypto/index.ts';
 import { HsmKeyNotFoundError } from '../../../hsm-bridge/errors.ts';
@@ -466,9 +467,24 @@ describe.skipIf(!!missing)(`PKCS#11 configuration faults${missing ? ` (skipped: 
     const ok = new Pkcs11Hsm({ module: t.module, tokenLabel: t.label, pinEnv: env });
     await ok.open();
     await ok.close();
-    const e = await new Pkcs11Hsm(options(t, { tokenLabel: 'no-such-token' })).open().catch((x) => x);
+    // the module is this process's alone: a missing token could be a torn look (torn-token.ts), so the module
+    // is initialised anew and the token looked for again, a few times, before the error
+    expect(moduleLoaded(t.module)).toBe(false);
+    const alone = new Pkcs11Hsm(options(t, { tokenLabel: 'no-such-token' }));
+    const e = await alone.open().catch((x) => x);
     expect(e.code).toBe('HSM_TOKEN_NOT_FOUND');
     expect(e.message).toContain(`'${t.label}'`);
+    expect(alone.tokenRescans).toBe(TORN_OPEN_ATTEMPTS - 1);
+    expect(moduleLoaded(t.module)).toBe(false);
+    // someone else here holds the module: initialising it anew is not ours to do, so the error comes at once
+    acquireModule(t.module);
+    try {
+      const shared = new Pkcs11Hsm(options(t, { tokenLabel: 'no-such-token' }));
+      expect(await codeOf(shared.open())).toBe('HSM_TOKEN_NOT_FOUND');
+      expect(shared.tokenRescans).toBe(0);
+    } finally {
+      releaseModule(t.module);
+    }
   });
 
   it('refuses calls before open', async () => {

@@ -1,0 +1,42 @@
+// Opening a token again when the first look at it was torn.
+//
+// SoftHSM2 2.6.1 (Debian's) keeps each token in files and rewrites the token's own file (token.object) at
+// every login, to update its flags. It truncates the file, releases its lock, and only then writes the new
+// bytes (strace: ftruncate, F_UNLCK, write). A process that initialises the module in that moment, typically
+// one that was waiting for the lock and is woken by the release, reads the token as empty. Then the token
+// has no label, so it is not found, or its login fails with CKR_USER_PIN_NOT_INITIALIZED or CKR_GENERAL_ERROR.
+// A process already running keeps what it read before, so only fresh initialisations are hit. With one
+// process looping logins, about one initialisation in five in other processes was hit
+// (docs/hsm-bridge.md, "Opening a token"). Where the bridge starts processes that log in to the same token
+// (session processes, servers started together), such an open is tried again on a fresh initialisation of
+// the module, a few times, with short random pauses. A token that is really missing is reported after those
+// tries.
+
+import { HsmDeviceError, HsmTokenNotFoundError } from '../errors.ts';
+
+/** Opens tried at most, counting the first. */
+export const TORN_OPEN_ATTEMPTS = 8;
+
+/** The failures a torn read of the token's file gives at open. */
+export function looksTorn(e: unknown): boolean {
+  if (e instanceof HsmTokenNotFoundError) return true;
+  return e instanceof HsmDeviceError && (e.ckr === 'CKR_USER_PIN_NOT_INITIALIZED' || e.ckr === 'CKR_GENERAL_ERROR');
+}
+
+/**
+ * Run `open` until it succeeds; try again only after a failure that looks torn, and only while `fresh()` says
+ * the next try initialises the module anew (nobody else in this process holds it). `open` is told which try
+ * it is (0 for the first) and must leave nothing behind when it fails.
+ */
+export async function openUntilWhole(open: (again: number) => Promise<void>, fresh: () => boolean, attempts = TORN_OPEN_ATTEMPTS): Promise<void> {
+  for (let again = 0; ; again++) {
+    try {
+      await open(again);
+      return;
+    } catch (e) {
+      if (again + 1 >= attempts || !looksTorn(e) || !fresh()) throw e;
+      // a random pause: two processes that tore each other's reads do not meet again in step
+      await new Promise((r) => setTimeout(r, 5 + Math.random() * 10 * (again + 1)));
+    }
+  }
+}
