@@ -13,7 +13,8 @@
 //
 // Faults give typed errors (hsm-bridge/errors.ts; ckr-errors.ts maps CKR_* values to them) and are never
 // retried: a failed operation is reported, the bridge repairs what it can (new sessions, login, looking for
-// the token again) on the NEXT call.
+// the token again) on the NEXT call. The one exception is open(): a first look at the token that another
+// process's login tore is taken again (torn-token.ts).
 
 import { diversificationBlocks, macEquals } from '../../src/crypto/index.ts';
 import { PurselabError } from '../../src/errors.ts';
@@ -55,11 +56,11 @@ import {
   acquireModule,
   ckrOf,
   mechanismName,
+  moduleLoaded,
   opensslLegacyActive,
   params,
   pkcs11js,
   releaseModule,
-  moduleLoaded,
   ulong,
   type Handle,
   type PKCS11,
