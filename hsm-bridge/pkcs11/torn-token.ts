@@ -5,9 +5,9 @@
 // bytes (strace: ftruncate, F_UNLCK, write). A process that initialises the module in that moment, typically
 // one that was waiting for the lock and is woken by the release, reads the token as empty. Then the token
 // has no label, so it is not found, or its login fails with CKR_USER_PIN_NOT_INITIALIZED or CKR_GENERAL_ERROR.
-// A process already running keeps what it read before, so only fresh initialisations are hit. With one
-// process looping logins, about one initialisation in five in other processes was hit
-// (docs/hsm-bridge.md, "Opening a token"). Where the bridge starts processes that log in to the same token
+// A process already running keeps what it read before, so only fresh initialisations are hit. With another
+// process logging in every 5 ms, about one initialisation in ten was hit; with logins back to back, more,
+// and in runs (docs/hsm-bridge.md, "Opening a token"). Where the bridge starts processes that log in to the same token
 // (session processes, servers started together), such an open is tried again on a fresh initialisation of
 // the module, a few times, with short random pauses. A token that is really missing is reported after those
 // tries.
