@@ -68,7 +68,7 @@ const Q = 10;
 const ENTRY = fileURLToPath(new URL('./session-process.ts', import.meta.url));
 
 /** Node flags for a child that runs TypeScript (tsx's loader) and SoftHSM2's single DES (legacy provider). */
-function childExecArgv(): string[] {
+export function childExecArgv(): string[] {
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
   return ['--openssl-legacy-provider', '--import', tsx];
 }

@@ -3,10 +3,11 @@
 // nothing on disk and no descriptor behind; without `mkfifo` the caller is told to use a socket pair.
 
 import { spawn } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openPipePair, type PipePair } from '../../../hsm-bridge/pkcs11/pipe-pair.ts';
+import { fifoEnds } from './pkcs11-support/fifo-ends.ts';
 
 /** A child that reads fd 3 and writes each chunk back upper-cased on fd 4, and says 'eof' when fd 3 ends. */
 const ECHO = `
@@ -18,14 +19,6 @@ for (;;) {
   fs.writeSync(4, b.toString('latin1', 0, n).toUpperCase());
 }`;
 
-/** Our descriptors on the pair's FIFOs (a FIFO's link names its path, '(deleted)' once unlinked). */
-const pipesOpen = (): number => readdirSync('/proc/self/fd').filter((fd) => {
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`).includes('/purselab-hsm-');
-  } catch {
-    return false;
-  }
-}).length;
 const ourTempDirs = (): string[] => readdirSync(tmpdir()).filter((n) => n.startsWith('purselab-hsm-'));
 
 let pair: PipePair | undefined;
@@ -77,17 +70,17 @@ describe('pipe pair to a session process', () => {
   });
 
   it('leaves no descriptor behind once both streams are closed', async () => {
-    const base = pipesOpen();
+    const base = fifoEnds();
     pair = openPipePair()!;
-    expect(pipesOpen()).toBe(base + 4); // two parent ends, two child ends until spawn
+    expect(fifoEnds()).toBe(base + 4); // two parent ends, two child ends until spawn
     const echo = startEcho(pair);
-    expect(pipesOpen()).toBe(base + 2);
+    expect(fifoEnds()).toBe(base + 2);
     const exited = new Promise<void>((r) => echo.child.once('exit', () => r()));
     pair.calls.end();
     await exited;
     pair.results.destroy();
-    for (let i = 0; i < 100 && pipesOpen() !== base; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(pipesOpen()).toBe(base);
+    for (let i = 0; i < 100 && fifoEnds() !== base; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(fifoEnds()).toBe(base);
   });
 
   it('says undefined (use a socket pair) where mkfifo cannot run', () => {

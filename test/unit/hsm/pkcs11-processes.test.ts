@@ -4,7 +4,7 @@
 // caller, typed; a process killed (SIGKILL) under a batch fails exactly its unanswered calls with HSM_DEVICE,
 // nothing is repeated, and the next calls work. Plus the wire codec on its own.
 
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HsmBadInputError, HsmKeyNotFoundError, HsmKeyTypeError } from '../../../hsm-bridge/errors.ts';
 import { opensslLegacyActive } from '../../../hsm-bridge/pkcs11/binding.ts';
@@ -24,6 +24,7 @@ import {
 } from '../../../hsm-bridge/pkcs11/session-protocol.ts';
 import { computeMac, diversifyCardKey, keyCheckValue } from '../../../src/crypto/index.ts';
 import { CONFORMANCE_KEYS, loadConformanceKeys, REFS } from './conformance.ts';
+import { fifoEnds } from './pkcs11-support/fifo-ends.ts';
 
 const missing = softhsmMissing();
 const skip = missing ?? (opensslLegacyActive() ? undefined : 'needs --openssl-legacy-provider in this worker (vitest.config.ts execArgv sets it)');
@@ -35,16 +36,6 @@ const freshCards = (n: number): Buffer[] => Array.from({ length: n }, () => Buff
 const desKey = (card: Buffer): Buffer => diversifyCardKey(CONFORMANCE_KEYS.desMaster, card, 'DES3-2KEY');
 const aesKey = (card: Buffer): Buffer => diversifyCardKey(CONFORMANCE_KEYS.aesMaster, card, 'AES-128');
 const DATA = Buffer.from('S1 input: amounts, counters, ids');
-
-/** Descriptors of a process on the session pipes' FIFOs (pipe-pair.ts). */
-const fifoEnds = (pid: number): number =>
-  readdirSync(`/proc/${pid}/fd`).filter((fd) => {
-    try {
-      return readlinkSync(`/proc/${pid}/fd/${fd}`).includes('/purselab-hsm-');
-    } catch {
-      return false;
-    }
-  }).length;
 
 /** Wait until the current turn's calls have been shared out (the flush is a setImmediate queued before ours). */
 const afterFlush = (): Promise<void> => new Promise((r) => setImmediate(r));

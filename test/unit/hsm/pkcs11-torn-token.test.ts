@@ -5,11 +5,11 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HsmDeviceError, HsmPinError, HsmTokenNotFoundError } from '../../../hsm-bridge/errors.ts';
 import { opensslLegacyActive } from '../../../hsm-bridge/pkcs11/binding.ts';
+import { childExecArgv } from '../../../hsm-bridge/pkcs11/session-processes.ts';
 import { createTempTokens, softhsmMissing } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
 import { looksTorn, openUntilWhole } from '../../../hsm-bridge/pkcs11/torn-token.ts';
 
@@ -19,7 +19,6 @@ const skip = missing ?? (opensslLegacyActive() ? undefined : 'needs --openssl-le
 const rig = missing ? undefined : createTempTokens(['purselab-torn', 'purselab-torn-other']);
 afterAll(() => rig?.remove());
 
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const support = (name: string): string => fileURLToPath(new URL(`./pkcs11-support/${name}`, import.meta.url));
 
 /**
@@ -32,7 +31,7 @@ const MAX_MS = 45_000;
 /** Start a support script on the test token (module, label, PIN, then args); its stdout is collected. */
 function start(script: string, args: string[]): { child: ChildProcess; out: () => string } {
   const t = rig!.token('purselab-torn');
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', '--import', TSX, support(script), t.module, t.label, t.pin, ...args], {
+  const child = spawn(process.execPath, [...childExecArgv(), support(script), t.module, t.label, t.pin, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
