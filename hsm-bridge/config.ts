@@ -10,7 +10,7 @@ import type { SoftwareHsmOptions } from './software/software-hsm.ts';
 export type HsmConfig =
   | ({ readonly backend: 'software' } & Pick<SoftwareHsmOptions, 'path' | 'create' | 'passphraseEnv' | 'prompt' | 'scrypt'>)
   | ({ readonly backend: 'pkcs11' } & Omit<Pkcs11HsmOptions, 'pin'>)
-  | { readonly backend: 'serial'; /** tcp:HOST:PORT or [serial:]PATH[@BAUD] */ readonly line: string; readonly headerLength?: number };
+  | { readonly backend: 'serial'; /** tcp:HOST:PORT or [serial:]PATH[@BAUD][;inter-char-ms=N] */ readonly line: string; readonly headerLength?: number };
 
 /** Create (not open) the backend a config describes. Backends are loaded on demand (no native addon unless used). */
 export async function createHsm(config: HsmConfig): Promise<Hsm> {
@@ -57,7 +57,8 @@ export const HSM_SPEC_ENV = 'PURSELAB_HSM';
  *                                      work does not spread over threads, such as SoftHSM2);
  *                                      master-copies=off: derive card keys from the token objects themselves,
  *                                      never from session copies of the master keys (default on)
- *   serial:LINE                        host-command HSM: LINE = tcp:HOST:PORT or PATH[@BAUD]
+ *   serial:LINE                        host-command HSM: LINE = tcp:HOST:PORT or PATH[@BAUD][;inter-char-ms=N]
+ *                                      (N: how long a partial answer may go quiet before it is dropped, default 50)
  */
 export function parseHsmSpec(text: string): HsmConfig {
   const m = /^(software|pkcs11|serial):(.+)$/.exec(text.trim());

@@ -70,12 +70,12 @@ import { SessionPool } from './session-pool.ts';
 import type { SessionProcesses } from './session-processes.ts';
 import { METHOD_INDEX } from './session-protocol.ts';
 import { DerivedKeyCache, type DerivedEntry, type DerivedSpec, type Material } from './derived-keys.ts';
-import { TokenKeys, versionToId, type TokenKey } from './token-keys.ts';
+import { TokenKeys, type TokenKey } from './token-keys.ts';
 import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
 import { ckrFailure } from './ckr-errors.ts';
 import { andThen, settle } from './maybe-async.ts';
 import { TokenCrypto, type OpContext } from './token-crypto.ts';
-import { openUntilWhole } from './torn-token.ts';
+import { openUntilWhole, readUntilWhole } from './torn-token.ts';
 
 export const DEFAULT_PIN_ENV = 'PURSELAB_HSM_PIN';
 
@@ -220,6 +220,8 @@ export class Pkcs11Hsm implements Hsm {
   private readonly counts = { alone: 0, concurrent: 0 };
   /** Opens tried again after a torn first look at the token (torn-token.ts). */
   private rescans = 0;
+  /** Token info reads made again in health() after a torn read (torn-token.ts). */
+  private rereads = 0;
 
   constructor(options: Pkcs11HsmOptions) {
     if (!options || typeof options.module !== 'string' || !options.module) throw new HsmBadInputError('PKCS#11 backend: module path is required');
@@ -257,6 +259,11 @@ export class Pkcs11Hsm implements Hsm {
   /** How many times opening initialised the module again because the first look at the token was torn (torn-token.ts). */
   get tokenRescans(): number {
     return this.rescans;
+  }
+
+  /** How many times health() read the token's info again because the read was torn (torn-token.ts). */
+  get tokenRereads(): number {
+    return this.rereads;
   }
 
   /** Session copies of master keys this backend derives from now (Pkcs11HsmOptions.masterCopies). */
@@ -375,34 +382,37 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async health(): Promise<HsmHealth> {
-    if (!this.lib) return { ok: false, backend: 'pkcs11', detail: 'not open' };
+    const lib = this.lib;
+    if (!lib) return { ok: false, backend: 'pkcs11', detail: 'not open' };
     try {
-      return await this.run({ op: 'health' }, () => {
-        const lib = this.lib!;
-        const t = lib.C_GetTokenInfo(this.slot!);
+      const session = await this.run({ op: 'health' }, () => {
         const state = lib.C_GetSessionInfo(this.pool!.anchor).state;
-        const loggedIn = state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS;
-        const P = this.P!;
-        const pinFlags = [
-          t.flags & P.CKF_USER_PIN_COUNT_LOW ? 'user PIN count low' : '',
-          t.flags & P.CKF_USER_PIN_FINAL_TRY ? 'user PIN final try' : '',
-          t.flags & P.CKF_USER_PIN_LOCKED ? 'user PIN LOCKED' : '',
-        ].filter(Boolean);
-        const st = this.pool!.stats;
-        const des =
-          this.singleDes === 'ok' ? 'single DES ok' : this.singleDes === 'absent' ? 'no single DES (derived 3DES keys unavailable)' : `single DES broken (${this.singleDesHint()})`;
-        const detail = [
-          `token '${t.label.trim()}' in slot ${ulong(this.slot)}`,
-          `${t.manufacturerID.trim()} ${t.model.trim()} serial ${t.serialNumber.trim()}`,
-          loggedIn ? 'logged in' : 'NOT logged in',
-          `sessions ${st.open}/${st.size} open, ${st.inUse} busy`,
-          `${this.mechs.size} mechanisms`,
-          des,
-          this.options.masterCopies === false ? 'master copies off' : `derivations from ${this.masterCopies} master ${this.masterCopies === 1 ? 'copy' : 'copies'}`,
-          ...pinFlags,
-        ].join('; ');
-        return { ok: loggedIn, backend: 'pkcs11' as const, detail };
+        return { loggedIn: state === CKS_RW_USER_FUNCTIONS || state === CKS_RO_USER_FUNCTIONS, stats: this.pool!.stats };
       });
+      // the token's info reads its file, which another process's login can tear: read again (torn-token.ts)
+      const t = await readUntilWhole(() => lib.C_GetTokenInfo(this.slot!), () => this.rereads++).catch((e: unknown) => {
+        throw new HsmDeviceError(`health: ${ckrOf(e) ?? (e as Error).message}`, ckrOf(e), { cause: e });
+      });
+      const P = this.P!;
+      const pinFlags = [
+        t.flags & P.CKF_USER_PIN_COUNT_LOW ? 'user PIN count low' : '',
+        t.flags & P.CKF_USER_PIN_FINAL_TRY ? 'user PIN final try' : '',
+        t.flags & P.CKF_USER_PIN_LOCKED ? 'user PIN LOCKED' : '',
+      ].filter(Boolean);
+      const st = session.stats;
+      const des =
+        this.singleDes === 'ok' ? 'single DES ok' : this.singleDes === 'absent' ? 'no single DES (derived 3DES keys unavailable)' : `single DES broken (${this.singleDesHint()})`;
+      const detail = [
+        `token '${t.label.trim()}' in slot ${ulong(this.slot)}`,
+        `${t.manufacturerID.trim()} ${t.model.trim()} serial ${t.serialNumber.trim()}`,
+        session.loggedIn ? 'logged in' : 'NOT logged in',
+        `sessions ${st.open}/${st.size} open, ${st.inUse} busy`,
+        `${this.mechs.size} mechanisms`,
+        des,
+        this.options.masterCopies === false ? 'master copies off' : `derivations from ${this.masterCopies} master ${this.masterCopies === 1 ? 'copy' : 'copies'}`,
+        ...pinFlags,
+      ].join('; ');
+      return { ok: session.loggedIn, backend: 'pkcs11', detail };
     } catch (e) {
       return { ok: false, backend: 'pkcs11', detail: e instanceof PurselabError ? `${e.code}: ${e.message}` : String(e) };
     }
@@ -561,33 +571,7 @@ export class Pkcs11Hsm implements Hsm {
       if (this.keys!.lookup(s, r)) throw new HsmKeyExistsError(r.label, r.version);
       this.requireMechanism(P.CKM_RSA_PKCS_KEY_PAIR_GEN, P.CKF_GENERATE_KEY_PAIR, 'generating an RSA key pair');
       ctx.mechanism = P.CKM_RSA_PKCS_KEY_PAIR_GEN;
-      const id = versionToId(r.version);
-      const pub = [
-        { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
-        { type: P.CKA_KEY_TYPE, value: P.CKK_RSA },
-        { type: P.CKA_TOKEN, value: true },
-        { type: P.CKA_PRIVATE, value: false },
-        { type: P.CKA_LABEL, value: r.label },
-        { type: P.CKA_ID, value: id },
-        { type: P.CKA_MODULUS_BITS, value: 2048 },
-        { type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
-        { type: P.CKA_VERIFY, value: u.includes('mac') },
-        { type: P.CKA_WRAP, value: u.includes('wrap') },
-        { type: P.CKA_ENCRYPT, value: false },
-      ];
-      const priv = [
-        { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
-        { type: P.CKA_KEY_TYPE, value: P.CKK_RSA },
-        { type: P.CKA_TOKEN, value: true },
-        { type: P.CKA_PRIVATE, value: true },
-        { type: P.CKA_SENSITIVE, value: true },
-        { type: P.CKA_EXTRACTABLE, value: false },
-        { type: P.CKA_LABEL, value: r.label },
-        { type: P.CKA_ID, value: id },
-        { type: P.CKA_SIGN, value: u.includes('mac') },
-        { type: P.CKA_UNWRAP, value: u.includes('wrap') },
-        { type: P.CKA_DECRYPT, value: false },
-      ];
+      const { pub, priv } = this.keys!.rsaKeyPairTemplates(r, u);
       const mech = { mechanism: P.CKM_RSA_PKCS_KEY_PAIR_GEN };
       const kp = ctx.async ? await this.lib!.C_GenerateKeyPairAsync(s, mech, pub, priv) : this.lib!.C_GenerateKeyPair(s, mech, pub, priv);
       const k = this.keys!.read(s, kp.privateKey, P.CKO_PRIVATE_KEY);

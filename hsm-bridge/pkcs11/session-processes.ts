@@ -264,10 +264,10 @@ export class SessionProcesses {
       }
     });
     results.on('error', () => undefined); // the child's exit says what happened
-    if (calls !== results) calls.on('error', () => undefined);
+    if (pipes) pipes.calls.on('error', () => undefined);
     const down = (why: string): void => {
       p.dead = true;
-      if (calls !== results) calls.destroy(); // (the results pipe reads end of file and closes by itself)
+      pipes?.calls.destroy(); // (the results pipe reads end of file and closes by itself)
       failed(new HsmDeviceError(`PKCS#11 session process ${why} before it opened the token`));
       const waiting = [...p.pending.values()];
       p.pending.clear();

@@ -1,13 +1,14 @@
 // The keys stored in a PKCS#11 token as the PKCS#11 backend (pkcs11-hsm.ts) sees them: found by label and
 // version (CKA_LABEL; CKA_ID = the version, 2 bytes big-endian), read back into a KeyInfo (type, usage, check
-// value) or passed over when purselab cannot use them, remembered by label and version, the template of a
-// secret key this backend creates, the objects it destroys, and the session copies of master keys that card
-// keys are derived from. docs/hsm-bridge.md, "Key objects" and "Derived keys".
+// value) or passed over when purselab cannot use them, remembered by label and version, the templates of the
+// secret keys and RSA key pairs this backend creates, the objects it destroys, and the session copies of
+// master keys that card keys are derived from. docs/hsm-bridge.md, "Key objects" and "Derived keys".
 
 import { createPublicKey } from 'node:crypto';
 import { LABEL_PATTERN, refName, requireRsa, requireUsage, rsaCheckValue } from '../common.ts';
 import { HsmDeviceError, HsmKeyNotFoundError } from '../errors.ts';
 import type { KeyInfo, KeyRef, KeyUsage, SymmetricKeyType } from '../hsm.ts';
+import type { Template } from 'pkcs11js';
 import { params, ulong, type Handle, type PKCS11, type Pkcs11Js } from './binding.ts';
 import { ZERO8, ZERO16 } from '../../src/crypto/zero-blocks.ts';
 
@@ -280,6 +281,43 @@ export class TokenKeys {
       { type: P.CKA_WRAP, value: has('wrap') },
       { type: P.CKA_UNWRAP, value: has('wrap') },
     ];
+  }
+
+  /**
+   * Attributes for an RSA-2048 key pair this backend generates (exponent 65537): the public key not private,
+   * the private key sensitive and not extractable; 'mac' usage signs and verifies, 'wrap' wraps and unwraps,
+   * never encrypt or decrypt.
+   */
+  rsaKeyPairTemplates(ref: KeyRef, usage: readonly KeyUsage[]): { pub: Template; priv: Template } {
+    const P = this.P;
+    const id = versionToId(ref.version);
+    const pub = [
+      { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
+      { type: P.CKA_KEY_TYPE, value: P.CKK_RSA },
+      { type: P.CKA_TOKEN, value: true },
+      { type: P.CKA_PRIVATE, value: false },
+      { type: P.CKA_LABEL, value: ref.label },
+      { type: P.CKA_ID, value: id },
+      { type: P.CKA_MODULUS_BITS, value: 2048 },
+      { type: P.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+      { type: P.CKA_VERIFY, value: usage.includes('mac') },
+      { type: P.CKA_WRAP, value: usage.includes('wrap') },
+      { type: P.CKA_ENCRYPT, value: false },
+    ];
+    const priv = [
+      { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
+      { type: P.CKA_KEY_TYPE, value: P.CKK_RSA },
+      { type: P.CKA_TOKEN, value: true },
+      { type: P.CKA_PRIVATE, value: true },
+      { type: P.CKA_SENSITIVE, value: true },
+      { type: P.CKA_EXTRACTABLE, value: false },
+      { type: P.CKA_LABEL, value: ref.label },
+      { type: P.CKA_ID, value: id },
+      { type: P.CKA_SIGN, value: usage.includes('mac') },
+      { type: P.CKA_UNWRAP, value: usage.includes('wrap') },
+      { type: P.CKA_DECRYPT, value: false },
+    ];
+    return { pub, priv };
   }
 
   /** Destroy objects, ignoring those already gone (session closed, logout). */

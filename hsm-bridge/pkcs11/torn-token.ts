@@ -1,18 +1,23 @@
-// Opening a token again when the first look at it was torn.
+// Looking at a token again when the first look was torn: at open, and when a running process reads the
+// token's info.
 //
 // SoftHSM2 2.6.1 (Debian's) keeps each token in files and rewrites the token's own file (token.object) at
 // every login, to update its flags. It truncates the file, releases its lock, and only then writes the new
 // bytes (strace: ftruncate, F_UNLCK, write). A process that initialises the module in that moment, typically
 // one that was waiting for the lock and is woken by the release, reads the token as empty. Then the token
 // has no label, so it is not found, or its login fails with CKR_USER_PIN_NOT_INITIALIZED or CKR_GENERAL_ERROR.
-// A process already running keeps what it read before, so only fresh initialisations are hit. With another
-// process logging in every 5 ms, about one initialisation in ten was hit; with logins back to back, more,
-// and in runs (docs/hsm-bridge.md, "Opening a token"). Where the bridge starts processes that log in to the same token
-// (session processes, servers started together), such an open is tried again on a fresh initialisation of
-// the module, a few times, with short random pauses. A token that is really missing is reported after those
-// tries.
+// With another process logging in every 5 ms, about one initialisation in ten was hit; with logins back to
+// back, more, and in runs (docs/hsm-bridge.md, "Opening a token"). Where the bridge starts processes that log
+// in to the same token (session processes, servers started together), such an open is tried again on a fresh
+// initialisation of the module, a few times, with short random pauses (openUntilWhole). A token that is
+// really missing is reported after those tries.
+//
+// A process already running keeps the keys it read before; only its reads of the token's info
+// (C_GetTokenInfo, for health) meet the torn file, as CKR_GENERAL_ERROR. Those are made again after a short
+// pause (readUntilWhole).
 
 import { HsmDeviceError, HsmTokenNotFoundError } from '../errors.ts';
+import { ckrOf } from './binding.ts';
 
 /** Opens tried at most, counting the first. */
 export const TORN_OPEN_ATTEMPTS = 8;
@@ -37,6 +42,28 @@ export async function openUntilWhole(open: (again: number) => Promise<void>, fre
       if (again + 1 >= attempts || !looksTorn(e) || !fresh()) throw e;
       // a random pause: two processes that tore each other's reads do not meet again in step
       await new Promise((r) => setTimeout(r, 5 + Math.random() * 10 * (again + 1)));
+    }
+  }
+}
+
+/** Reads of the token's info in a running process tried at most, counting the first. */
+export const TORN_READ_ATTEMPTS = 8;
+
+/**
+ * Run a synchronous token call that reads the token's own file (C_GetTokenInfo) in a process that has the
+ * module open: another process's login can tear that read too, and SoftHSM2 then answers CKR_GENERAL_ERROR
+ * (about one call in ten with two processes logging in every 5 ms, and in runs: a read made again at once
+ * can meet the same torn file). The call is made again after a pause of 1-3 ms, up to `attempts` times in
+ * all; `again` is told each time.
+ */
+export async function readUntilWhole<T>(read: () => T, again: () => void, attempts = TORN_READ_ATTEMPTS): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return read();
+    } catch (e) {
+      if (tries >= attempts || ckrOf(e) !== 'CKR_GENERAL_ERROR') throw e;
+      again();
+      await new Promise((r) => setTimeout(r, 1 + Math.random() * 2));
     }
   }
 }

@@ -21,7 +21,13 @@ import { SerialPaymentOps } from './payment.ts';
 import { SerialTransport, TcpTransport, type Transport } from './transport.ts';
 
 export type SerialLine =
-  | { readonly kind: 'serial'; readonly path: string; readonly baudRate?: number }
+  | {
+      readonly kind: 'serial';
+      readonly path: string;
+      readonly baudRate?: number;
+      /** Give up on an answer when no byte arrives for this long mid-frame (SerialTransportOptions; default 50 ms). */
+      readonly interCharTimeoutMs?: number;
+    }
   | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
 
 export interface SerialHsmOptions extends HostCommandClientOptions {
@@ -29,16 +35,33 @@ export interface SerialHsmOptions extends HostCommandClientOptions {
 }
 
 export function makeTransport(line: SerialLine): Transport {
-  return line.kind === 'serial' ? new SerialTransport({ path: line.path, ...(line.baudRate ? { baudRate: line.baudRate } : {}) }) : new TcpTransport({ host: line.host, port: line.port });
+  if (line.kind === 'tcp') return new TcpTransport({ host: line.host, port: line.port });
+  const { path, baudRate, interCharTimeoutMs } = line;
+  return new SerialTransport({ path, ...(baudRate ? { baudRate } : {}), ...(interCharTimeoutMs ? { interCharTimeoutMs } : {}) });
 }
 
-/** Parse "serial:/dev/ttyUSB0@115200", "/dev/ttyS0", "tcp:host:port" into a line description. */
+/**
+ * Parse "serial:/dev/ttyUSB0@115200", "/dev/ttyS0", "tcp:host:port" into a line description. A serial line may
+ * end in ";inter-char-ms=N": how long a partial answer may go quiet before it is dropped (default 50 ms).
+ */
 export function parseLine(text: string): SerialLine {
   const tcp = /^tcp:(?:\/\/)?(.+):(\d+)$/.exec(text);
   if (tcp) return { kind: 'tcp', host: tcp[1]!, port: Number(tcp[2]) };
-  const serial = /^(?:serial:)?([^@]+)(?:@(\d+))?$/.exec(text);
-  if (serial) return serial[2] ? { kind: 'serial', path: serial[1]!, baudRate: Number(serial[2]) } : { kind: 'serial', path: serial[1]! };
-  throw new SerialUsageError(`cannot read line '${text}' (expected tcp:HOST:PORT or [serial:]PATH[@BAUD])`);
+  const [main, ...options] = text.split(';');
+  const serial = /^(?:serial:)?([^@]+)(?:@(\d+))?$/.exec(main!);
+  if (!serial) throw new SerialUsageError(`cannot read line '${text}' (expected tcp:HOST:PORT or [serial:]PATH[@BAUD][;inter-char-ms=N])`);
+  let interCharTimeoutMs: number | undefined;
+  for (const o of options) {
+    const m = /^inter-char-ms=(\d{1,5})$/.exec(o.trim());
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > 60_000) throw new SerialUsageError(`serial line option '${o}' is not known (inter-char-ms=1..60000)`);
+    interCharTimeoutMs = Number(m[1]);
+  }
+  return {
+    kind: 'serial',
+    path: serial[1]!,
+    ...(serial[2] ? { baudRate: Number(serial[2]) } : {}),
+    ...(interCharTimeoutMs ? { interCharTimeoutMs } : {}),
+  };
 }
 
 export class SerialHsm implements Hsm {

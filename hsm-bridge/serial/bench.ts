@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { Hsm } from '../hsm.ts';
 import { SerialHsm, type SerialLine } from './backend.ts';
 import { wireTimeMs } from './framing.ts';
-import { socatMissing, spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from './lab.ts';
+import { ptyHostLine, socatMissing, spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from './lab.ts';
 
 /** Serial latency target: at most this many times the wire time of the bytes. */
 export const SERIAL_WIRE_TARGET = 1.2;
@@ -110,7 +110,7 @@ export async function measureSerial(options: SerialBenchOptions = {}): Promise<S
     if (lineKind === 'pty') {
       pty = await startPtyPair(dir, 'bench');
       sim = await spawnSimulator({ serial: pty.simPath, baud: baudRate, keystore: join(dir, 'bench.store'), master });
-      line = { kind: 'serial', path: pty.hostPath, baudRate };
+      line = ptyHostLine(pty, baudRate);
     } else {
       sim = await spawnSimulator({ tcp: 0, keystore: join(dir, 'bench.store'), master });
       line = { kind: 'tcp', host: '127.0.0.1', port: sim.port };
@@ -223,7 +223,7 @@ export function serialTarget(options: SerialTargetOptions): {
       try {
         pty = await startPtyPair(dir, 'bench');
         sim = await spawnSimulator({ serial: pty.simPath, baud: baudRate, keystore: join(dir, 'bench.store'), master: randomBytes(12).toString('hex') });
-        hsm = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath, baudRate }, timeoutMs: 10_000 });
+        hsm = new SerialHsm({ line: ptyHostLine(pty, baudRate), timeoutMs: 10_000 });
         await hsm.open();
         await options.loadKeys(hsm);
       } catch (e) {

@@ -201,3 +201,11 @@ export function bitsPerChar(dataBits = 8, parity: 'none' | 'even' | 'odd' = 'non
 export function wireTimeMs(bytes: number, baud: number, charBits = 10): number {
   return (bytes * charBits * 1000) / baud;
 }
+
+/**
+ * How long a receiver waits, by default, on a partial frame that has gone quiet before it drops it: 50 ms, or
+ * 20 character times on a line slow enough for that to be longer (both ends of the line use it).
+ */
+export function defaultInterCharMs(baud: number): number {
+  return Math.max(50, wireTimeMs(20, baud));
+}

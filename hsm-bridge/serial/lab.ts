@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { SerialLine } from './backend.ts';
 
 /** The repository root (bin/purselab.js lives there). */
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
@@ -55,6 +56,19 @@ export async function startPtyPair(dir: string, name = 'line'): Promise<PtyPair>
   };
 }
 
+/**
+ * How long a partial frame may go quiet on a pty line between two processes on this machine (the simulator's
+ * --inter-char-ms and the host line's interCharTimeoutMs) in the lab setups here: the tests and the benches. A
+ * real line allows 50 ms; the simulator paces its answers with timers, and on a shared 2-core VM a process can
+ * be held off the CPU for longer than that in the middle of a frame.
+ */
+export const PTY_QUIET_MS = 1000;
+
+/** The host end of a pty pair as a serial line, with the lab's quiet spell (PTY_QUIET_MS). */
+export function ptyHostLine(pty: PtyPair, baudRate = 115200): SerialLine {
+  return { kind: 'serial', path: pty.hostPath, baudRate, interCharTimeoutMs: PTY_QUIET_MS };
+}
+
 export interface SimulatorProcessOptions {
   readonly serial?: string;
   readonly baud?: number;
@@ -79,10 +93,13 @@ export interface SimulatorProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Spawn `node bin/purselab.js hsm-sim ...` and wait for its "ready" line. */
+/** Spawn `node bin/purselab.js hsm-sim ...` (on a serial line, with the lab's quiet spell PTY_QUIET_MS) and wait for its "ready" line. */
+/** How long a spawned simulator may take to say it is ready (tsx compiles the CLI first; slow on a loaded machine). */
+export const SIM_READY_MS = 30_000;
+
 export async function spawnSimulator(o: SimulatorProcessOptions): Promise<SimulatorProcess> {
   const args = ['bin/purselab.js', 'hsm-sim', '--keystore', o.keystore];
-  if (o.serial) args.push('--serial', o.serial, ...(o.baud ? ['--baud', String(o.baud)] : []));
+  if (o.serial) args.push('--serial', o.serial, ...(o.baud ? ['--baud', String(o.baud)] : []), '--inter-char-ms', String(PTY_QUIET_MS));
   if (o.tcp !== undefined) args.push('--tcp', String(o.tcp));
   if (o.create ?? true) args.push('--create');
   if (o.journal) args.push('--journal', o.journal);
@@ -101,7 +118,7 @@ export async function spawnSimulator(o: SimulatorProcessOptions): Promise<Simula
       r({ code, signal });
     }),
   );
-  await waitFor(() => /ready on/.test(out) || dead, 30_000, `hsm-sim ready (stderr: ${err})`);
+  await waitFor(() => /ready on/.test(out) || dead, SIM_READY_MS, `hsm-sim ready (stderr: ${err})`);
   if (dead) throw new Error(`hsm-sim exited before it was ready: ${err.trim()}`);
   return {
     proc,

@@ -16,7 +16,7 @@ import { PurselabError } from '../../src/errors.ts';
 import type { Hsm, KeyUsage } from '../hsm.ts';
 import { A0, BU, COMMANDS, encodeErrorDetail, NC, type AnyCommand, type FaultPlan } from './commands.ts';
 import { FieldError, FieldReader } from './fields.ts';
-import { encodeSerialFrame, encodeTcpFrame, ETX, lrc, SerialDeframer, STX, TcpDeframer, wireTimeMs, type DeframeEvent } from './framing.ts';
+import { defaultInterCharMs, encodeSerialFrame, encodeTcpFrame, ETX, lrc, SerialDeframer, STX, TcpDeframer, wireTimeMs, type DeframeEvent } from './framing.ts';
 import { isRelayedCode, WIRE_CODE_FOR } from './errors.ts';
 import { PAYMENT_HANDLERS } from './payment.ts';
 import { TtyLine } from './tty-line.ts';
@@ -374,6 +374,8 @@ export interface SerialSimOptions {
   readonly wireTime?: boolean;
   /** Timing of each answered frame, for diagnosing a lab setup (see LineTiming). */
   readonly trace?: (t: LineTiming) => void;
+  /** Give up on a request when no byte arrives for this long mid-frame (default: 50 ms or 20 character times). */
+  readonly interCharTimeoutMs?: number;
 }
 
 /** Milliseconds, all from the moment the request's first bytes were read from the tty. */
@@ -446,7 +448,7 @@ export class SerialSimLine {
     if (this.deframer.pending) {
       this.interCharTimer = setTimeout(() => {
         for (const ev of this.deframer.abandon('inter-character timeout')) this.enqueue(ev, nowNs());
-      }, Math.max(50, wireTimeMs(20, this.baudRate)));
+      }, this.options.interCharTimeoutMs ?? defaultInterCharMs(this.baudRate));
     }
   }
 

@@ -3,7 +3,7 @@
 // deframes incoming bytes and reports what it saw; queueing, matching and retries live in client.ts.
 
 import net from 'node:net';
-import { encodeSerialFrame, encodeTcpFrame, SerialDeframer, TcpDeframer, wireTimeMs, type DeframeEvent, type Deframer } from './framing.ts';
+import { defaultInterCharMs, encodeSerialFrame, encodeTcpFrame, SerialDeframer, TcpDeframer, wireTimeMs, type DeframeEvent, type Deframer } from './framing.ts';
 import { TtyLine } from './tty-line.ts';
 
 export interface TransportEvents {
@@ -50,7 +50,7 @@ export class SerialTransport implements Transport {
 
   constructor(private readonly options: SerialTransportOptions) {
     this.baudRate = options.baudRate ?? 115200;
-    this.interCharTimeoutMs = options.interCharTimeoutMs ?? Math.max(50, wireTimeMs(20, this.baudRate));
+    this.interCharTimeoutMs = options.interCharTimeoutMs ?? defaultInterCharMs(this.baudRate);
   }
 
   get description(): string {

@@ -7,7 +7,8 @@
 // Then concurrency: 1, 4 and 8 callers in interleaved rounds, ops/s and how many cores the process kept busy
 // (all its threads, plus its session processes), of which the main JS thread, and the whole machine (other
 // processes included), and the speed-up over the lone caller (median of the rounds' own ratios); target for PKCS#11 'auto' (per target: plain, 1 and 2 session processes): >= 90% of the cores
-// busy with 4 and 8 callers, with real work (4 callers make at least the lone caller's ops/s). The load
+// busy with 4 and 8 callers, with real work (4 callers make at least the lone caller's ops/s). Each slice
+// settles unmeasured for a quarter of its length first (SETTLE_SHARE). The load
 // average is printed before and after.
 // PURSELAB_BENCH_HSM_TARGETS='(auto)|(sync)' (substrings of the target names, separated by |) measures only those.
 //
@@ -31,7 +32,7 @@ import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse
 import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
-import { fmt, percentile, summarize, timeCalls } from './stats.ts';
+import { fmt, percentile, runTimedSlice, summarize, timeCalls } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
 import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
@@ -334,18 +335,9 @@ async function measureTarget(ctx: BenchContext, target: HsmBenchTarget, figures:
         const perRound = new Map<number, number>();
         for (const callers of CALLER_COUNTS) {
           const s = series.get(callers)!;
-          const before = sampleCpu(opened.hsm, kids);
-          const t0 = process.hrtime.bigint();
-          const until = performance.now() + sliceMs;
-          let next = 0;
-          await Promise.all(
-            Array.from({ length: callers }, async () => {
-              while (performance.now() < until) await op.run(opened.hsm, 10_000_000 + next++);
-            }),
-          );
-          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-          addSlice(s, ms, next, before, sampleCpu(opened.hsm, kids));
-          perRound.set(callers, (next * 1000) / ms);
+          const slice = await runTimedSlice(callers, sliceMs * SETTLE_SHARE, sliceMs, (i) => op.run(opened.hsm, 10_000_000 + i), () => sampleCpu(opened.hsm, kids));
+          addSlice(s, slice.ms, slice.calls, slice.before, slice.after);
+          perRound.set(callers, (slice.calls * 1000) / slice.ms);
         }
         for (const c of CALLER_COUNTS) series.get(c)!.speedups.push(perRound.get(c)! / perRound.get(1)!);
       }
@@ -409,6 +401,8 @@ function callModesOf(hsm: Hsm): { alone: number; concurrent: number } | undefine
 
 /** Rounds of the concurrency series (each runs a slice of every caller count). */
 const CONCURRENCY_ROUNDS = 8;
+/** Each slice first runs its callers unmeasured for this share of its length, so that it measures that caller count settled (a session process idle through the lone caller's slice wakes cold), not the change from the slice before. */
+const SETTLE_SHARE = 0.25;
 const CALLER_COUNTS = [1, 4, 8] as const;
 
 interface CpuSample {
@@ -521,7 +515,6 @@ export const hsmBench: BenchSuite = {
   summary: 'HSM backends: MAC verify and card-key derivation, ops/s and latency, PKCS#11 vs raw pkcs11js, concurrency',
   async run(ctx) {
     if (!opensslLegacyActive() && !process.env.PURSELAB_BENCH_HSM_CHILD && !softhsmMissing()) {
-      if (!ctx.json) ctx.io.out('  (measuring in a child Node started with --openssl-legacy-provider: SoftHSM2 single DES)');
       const f = measureInLegacyChild(ctx, 'hsm', { PURSELAB_BENCH_HSM_CHILD: '1' });
       printFigures(ctx, f);
       return f;

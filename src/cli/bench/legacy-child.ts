@@ -6,8 +6,12 @@
 import { spawnSync } from 'node:child_process';
 import type { BenchContext, BenchFigures } from './suite.ts';
 
-/** Run `purselab bench SUITE --json` in a child Node with --openssl-legacy-provider and `env` added; its figures for SUITE. */
+/**
+ * Run `purselab bench SUITE --json` in a child Node with --openssl-legacy-provider and `env` added, saying so
+ * first (unless --json); its figures for SUITE.
+ */
 export function measureInLegacyChild(ctx: BenchContext, suite: string, env: Readonly<Record<string, string>>): BenchFigures {
+  if (!ctx.json) ctx.io.out('  (measuring SoftHSM2 in a child Node started with --openssl-legacy-provider, for single DES)');
   const args = ['--openssl-legacy-provider', ...process.execArgv, ...process.argv.slice(1, 2), 'bench', suite, '--json', ...(ctx.scale < 1 ? ['--quick'] : [])];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`bench ${suite}: the child Node with --openssl-legacy-provider failed (${r.status ?? r.signal}): ${(r.stderr ?? '').slice(-2000)}`);

@@ -158,7 +158,6 @@ export const loadBench: BenchSuite = {
       if (!ctx.json) for (const line of String(f.lines).split('\n')) ctx.io.out(line);
     };
     if (!opensslLegacyActive() && !process.env.PURSELAB_BENCH_LOAD_CHILD && !softhsmMissing()) {
-      if (!ctx.json) ctx.io.out('  (measuring in a child Node started with --openssl-legacy-provider: SoftHSM2 single DES)');
       const f = measureInLegacyChild(ctx, 'load', { PURSELAB_BENCH_LOAD_CHILD: '1' });
       print(f);
       return f;

@@ -222,7 +222,6 @@ async function softHsmHalf(ctx: BenchContext, total: number, concurrency: number
 
 /** Run `bench opal --json` for the SoftHSM2 half only, in a child Node with --openssl-legacy-provider. */
 function softHsmHalfInChild(ctx: BenchContext): Figures {
-  if (!ctx.json) ctx.io.out('  SoftHSM2: measuring in a child Node started with --openssl-legacy-provider (SoftHSM2 single DES)');
   const child = measureInLegacyChild(ctx, 'opal', { [PART_ENV]: 'softhsm2' });
   const { 'softhsm2.lines': lines, ...figures } = Object.fromEntries(Object.entries(child).filter(([k]) => k.startsWith('softhsm2.')));
   if (!ctx.json && typeof lines === 'string') for (const l of lines.split('\n')) ctx.io.out(l);

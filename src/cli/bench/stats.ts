@@ -1,4 +1,5 @@
-// Latency and throughput statistics for benchmarks: percentiles, rates, and ratio formatting.
+// Latency and throughput statistics for benchmarks: percentiles, concurrent runs and their busy window, timed slices
+// that settle before they measure, the warm-up until a rate stops improving, rates and ratio formatting.
 
 export interface LatencySummary {
   readonly count: number;
@@ -73,6 +74,47 @@ export async function runConcurrently(total: number, concurrency: number, fn: (w
   const elapsedMs = since();
   const window = busy && busy.count > 0 ? busy : { count: samples.length, ms: elapsedMs };
   return { samples, elapsedMs, busyCount: window.count, busyMs: window.ms };
+}
+
+/** What runTimedSlice measured: calls and time from `before` (a sample taken when the window opened) to `after`. */
+export interface TimedSlice<S> {
+  readonly calls: number;
+  readonly ms: number;
+  readonly before: S;
+  readonly after: S;
+  /** No call began between the settling time and the end (one long stall): the whole slice was measured. */
+  readonly whole: boolean;
+}
+
+/**
+ * `callers` callers each calling `call` (with a running index) for `settleMs` unmeasured, then for `ms`
+ * measured, without a pause in between: the window opens at the first call issued after the settling time,
+ * with a `sample()` there (CPU counters, say), and ends when the last caller's call has returned. When no call
+ * begins inside the window (a stall longer than it), the whole slice counts, from a sample taken at the start.
+ */
+export async function runTimedSlice<S>(callers: number, settleMs: number, ms: number, call: (i: number) => Promise<unknown>, sample: () => S): Promise<TimedSlice<S>> {
+  const start = sample();
+  let t0 = process.hrtime.bigint();
+  const settleUntil = performance.now() + settleMs;
+  const until = settleUntil + ms;
+  let next = 0;
+  let from = 0;
+  let before: S | undefined;
+  await Promise.all(
+    Array.from({ length: callers }, async () => {
+      while (performance.now() < until) {
+        if (before === undefined && performance.now() >= settleUntil) {
+          before = sample();
+          t0 = process.hrtime.bigint();
+          from = next;
+        }
+        await call(next++);
+      }
+    }),
+  );
+  const elapsed = Number(process.hrtime.bigint() - t0) / 1e6;
+  const after = sample();
+  return { calls: next - from, ms: elapsed, before: before ?? start, after, whole: before === undefined };
 }
 
 /** How a warm-up ended: rounds run, their size, the last round's rate, and whether the rate had settled. */

@@ -56,6 +56,8 @@ export const hsmSimCommand: CliCommand = {
     '  --create             create the key store if the file does not exist',
     '  --header-length N    message header length the hosts use, default 4',
     '  --instant            serial: answer at pty speed, do not reproduce the baud rate',
+    '  --inter-char-ms N    serial: give up on a request when no byte arrives for N ms mid-frame',
+    '                       (default 50, or 20 character times at slow speeds)',
     '  --journal FILE       append one JSON line per received command (code, header, error code, executed)',
     '  --allow-faults       accept the xa command that arms test faults (delay, drop, garble, noise,',
     '                       bad-lrc, bad-header, die-before, die-after); otherwise xa gets error 68',
@@ -80,6 +82,7 @@ export const hsmSimCommand: CliCommand = {
       create: { type: 'boolean', default: false },
       'header-length': { type: 'string' },
       instant: { type: 'boolean', default: false },
+      'inter-char-ms': { type: 'string' },
       journal: { type: 'string' },
       'allow-faults': { type: 'boolean', default: false },
       firmware: { type: 'string' },
@@ -91,6 +94,8 @@ export const hsmSimCommand: CliCommand = {
     if (values.baud !== undefined && values.serial === undefined) throw new UsageError('--baud goes with --serial');
     if (values.host !== undefined && values.tcp === undefined) throw new UsageError('--host goes with --tcp');
     const baudRate = intOption(values.baud, 'baud', 50, 4_000_000, 115200);
+    if (values['inter-char-ms'] !== undefined && values.serial === undefined) throw new UsageError('--inter-char-ms goes with --serial');
+    const interCharMs = values['inter-char-ms'] === undefined ? undefined : intOption(values['inter-char-ms'], 'inter-char-ms', 1, 60_000, 50);
     const tcpPort = values.tcp === undefined ? 0 : intOption(values.tcp, 'tcp', 0, 65535, 0);
     const headerLength = intOption(values['header-length'], 'header-length', 1, 32, 4);
     const firmware = values.firmware ?? DEFAULT_FIRMWARE;
@@ -145,7 +150,7 @@ export const hsmSimCommand: CliCommand = {
                     `trace ${t.code} @${t.startNs}: request wire ${t.requestWireMs.toFixed(3)} ms, executed at ${t.executeAtMs.toFixed(3)} for ${t.executeMs.toFixed(3)} ms, answer wire ${t.answerWireMs.toFixed(3)} ms, done at ${t.answerDoneMs.toFixed(3)} ms`,
                   )
               : undefined;
-            const l = new SerialSimLine(sim, { path: serialPath, baudRate, wireTime: !values.instant, ...(trace ? { trace } : {}) }, log);
+            const l = new SerialSimLine(sim, { path: serialPath, baudRate, wireTime: !values.instant, ...(trace ? { trace } : {}), ...(interCharMs ? { interCharTimeoutMs: interCharMs } : {}) }, log);
             try {
               await l.start((e) => {
                 if (stopping) return;

@@ -1,8 +1,9 @@
-// The benchmarks' statistics helpers: percentiles, the warm-up that runs until a flow's rate stops improving, and
-// the concurrent runner's busy window (the rate while every worker had work).
+// The benchmarks' statistics helpers: percentiles, the warm-up that runs until a flow's rate stops improving,
+// the concurrent runner's busy window (the rate while every worker had work), and the timed slice that settles
+// before it measures.
 
 import { describe, expect, it } from 'vitest';
-import { percentile, runConcurrently, summarize, warmUntilSteady, warmUpText } from '../../../src/cli/bench/stats.ts';
+import { percentile, runConcurrently, runTimedSlice, summarize, warmUntilSteady, warmUpText } from '../../../src/cli/bench/stats.ts';
 
 /** A round function whose n-th call runs at rates[n] operations per second (the last rate repeats). */
 function scripted(rates: readonly number[]) {
@@ -92,5 +93,47 @@ describe('runConcurrently', () => {
     const r = await runConcurrently(3, 1, () => ticks(1));
     expect(r.busyCount).toBe(3);
     expect(r.busyMs).toBeLessThanOrEqual(r.elapsedMs);
+  });
+});
+
+describe('runTimedSlice', () => {
+  const ticks = (n: number) => new Promise<void>((resolve) => setTimeout(resolve, n));
+
+  it('measures from the first call issued after the settling time: the calls before it and their time do not count', async () => {
+    const beganAt: number[] = [];
+    const t0 = performance.now();
+    let samples = 0;
+    const r = await runTimedSlice(
+      2,
+      30,
+      40,
+      async (i) => {
+        beganAt[i] = performance.now() - t0;
+        await ticks(2);
+      },
+      () => ({ n: samples++, at: performance.now() - t0 }),
+    );
+    expect(r.whole).toBe(false);
+    // samples: the start, the window's (after the settling time), the end
+    expect([r.before.n, r.after.n]).toEqual([1, 2]);
+    expect(r.before.at).toBeGreaterThanOrEqual(30);
+    // the calls counted are exactly those issued from the window's sample on
+    const first = beganAt.length - r.calls;
+    expect(first).toBeGreaterThan(0);
+    expect(beganAt.slice(first).every((at) => at >= r.before.at)).toBe(true);
+    expect(beganAt[first - 1]!).toBeLessThan(r.before.at);
+    // the window is not the whole slice: it starts at the window's sample
+    expect(r.ms).toBeGreaterThan(0);
+    expect(r.ms).toBeLessThan(r.after.at);
+  });
+
+  it('a stall longer than the window: no call begins in it, so the whole slice counts from the start', async () => {
+    let samples = 0;
+    const r = await runTimedSlice(1, 5, 10, () => ticks(40), () => samples++);
+    expect(r.whole).toBe(true);
+    expect(r.before).toBe(0);
+    expect(r.calls).toBe(1);
+    // measured from the start, so the stalled call's time is in it (with wide slack: timers are not exact)
+    expect(r.ms).toBeGreaterThan(20);
   });
 });

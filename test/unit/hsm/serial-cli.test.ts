@@ -24,6 +24,8 @@ describe('purselab hsm-sim', () => {
       [['--tcp', '0'], '--keystore FILE is required'],
       [['--tcp', '99999', '--keystore', 'x'], '--tcp must be an integer'],
       [['--tcp', '0', '--baud', '9600', '--keystore', 'x'], '--baud goes with --serial'],
+      [['--tcp', '0', '--inter-char-ms', '500', '--keystore', 'x'], '--inter-char-ms goes with --serial'],
+      [['--serial', '/dev/null', '--inter-char-ms', '0', '--keystore', 'x'], '--inter-char-ms must be an integer 1..60000'],
       [['--tcp', '0', '--keystore', 'x', '--firmware', 'short'], '9 printable characters'],
     ] as const) {
       const r = cli([...args]);

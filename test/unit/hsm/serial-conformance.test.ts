@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { SerialHsm, type SerialLine } from '../../../hsm-bridge/serial/backend.ts';
 import { runConformance } from './conformance.ts';
-import { socatMissing, startPtyPair, startSim, tempDir, type PtyPair, type SimProcess } from './serial-support/rig.ts';
+import { ptyHostLine, socatMissing, startPtyPair, startSim, tempDir, type PtyPair, type SimProcess } from './serial-support/rig.ts';
 
 const caps = { storedKeyAlg3: true, des3KekImport: true };
 const dirs: { cleanup(): void }[] = [];
@@ -37,7 +37,7 @@ runConformance(
     dirs.push(tmp);
     const pty = await startPtyPair(tmp.dir);
     const sim = await startSim({ serial: pty.simPath, keystore: join(tmp.dir, 'sim.store') });
-    return new OwnedSerialHsm({ kind: 'serial', path: pty.hostPath, baudRate: 115200 }, sim, pty);
+    return new OwnedSerialHsm(ptyHostLine(pty), sim, pty);
   },
   caps,
   socat ? { skip: socat } : {},

@@ -13,7 +13,7 @@ import { SerialHsm } from '../../../hsm-bridge/serial/backend.ts';
 import { pc } from '../../../hsm-bridge/serial/commands.ts';
 import { encodeSerialFrame, SerialDeframer, wireTimeMs, type DeframeEvent } from '../../../hsm-bridge/serial/framing.ts';
 import { SerialHsmError } from '../../../hsm-bridge/serial/errors.ts';
-import { executions, readJournal, socatMissing, startPtyPair, startSim, tempDir, type PtyPair, type SimProcess } from './serial-support/rig.ts';
+import { executions, ptyHostLine, readJournal, socatMissing, startPtyPair, startSim, tempDir, type PtyPair, type SimProcess } from './serial-support/rig.ts';
 
 const why = socatMissing();
 if (why) console.warn(`SKIPPED serial pty tests: ${why}`);
@@ -57,7 +57,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
     keystore = join(tmp.dir, 'sim.store');
     pty = await startPtyPair(tmp.dir);
     sim = await startSimulator();
-    hsm = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath, baudRate: 115200 }, timeoutMs: 3000, retries: 0, connectTimeoutMs: 8000 }); // generous: CI runs this beside other workers on 2 cores
+    hsm = new SerialHsm({ line: ptyHostLine(pty), timeoutMs: 3000, retries: 0, connectTimeoutMs: 8000 }); // generous: CI runs this beside other workers on 2 cores
     await hsm.open();
   }, 60_000);
 
@@ -204,7 +204,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
   });
 
   it('idempotent commands are resent after a lost answer; generate never is', async () => {
-    const resending = new SerialHsm({ line: { kind: 'serial', path: pty.hostPath }, timeoutMs: 1500, retries: 2 });
+    const resending = new SerialHsm({ line: ptyHostLine(pty), timeoutMs: 1500, retries: 2 });
     await hsm.close();
     try {
       await resending.open();
@@ -265,9 +265,10 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
     expect(e.code, e.message).toBe('LINE_DOWN');
     expect(e.outcomeUnknown).toBe(true);
     // While the line is down, a command waits for it (connectTimeoutMs) rather than failing at once.
-    const queued = hsm.randomBytes(4);
-    pty = await startPtyPair(tmp.dir); // same paths; the simulator reopens its side by itself
-    expect(await queued).toHaveLength(4);
+    // Same paths; the simulator reopens its side by itself. Promise.all keeps the queued command's rejection handled.
+    const [bytes, restarted] = await Promise.all([hsm.randomBytes(4), startPtyPair(tmp.dir)]);
+    pty = restarted;
+    expect(bytes).toHaveLength(4);
     expect(hsm.client.stats.reconnects).toBe(reconnects + 1);
     expect(executions(journal, 'pc')).toBe(before + 1);
     expect((await hsm.listKeys()).filter((k) => k.label === ref.label)).toHaveLength(1);

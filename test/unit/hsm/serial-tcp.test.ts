@@ -10,6 +10,7 @@ import { SerialHsm } from '../../../hsm-bridge/serial/backend.ts';
 import { pc } from '../../../hsm-bridge/serial/commands.ts';
 import { encodeTcpFrame, TcpDeframer } from '../../../hsm-bridge/serial/framing.ts';
 import type { SerialHsmError } from '../../../hsm-bridge/serial/errors.ts';
+import { SIM_READY_MS } from '../../../hsm-bridge/serial/lab.ts';
 import { executions, startSim, tempDir, type SimProcess } from './serial-support/rig.ts';
 
 async function failure(f: () => Promise<unknown>): Promise<SerialHsmError> {
@@ -40,7 +41,7 @@ describe('serial backend over TCP to hsm-sim in its own process', () => {
     keystore = join(tmp.dir, 'sim.store');
     sim = await startSim({ tcp: 0, keystore, journal, allowFaults: true });
     port = sim.port;
-    hsm = new SerialHsm({ line: { kind: 'tcp', host: '127.0.0.1', port }, timeoutMs: 1500, retries: 0, maxInFlight: 8, connectTimeoutMs: 8000 });
+    hsm = new SerialHsm({ line: { kind: 'tcp', host: '127.0.0.1', port }, timeoutMs: 1500, retries: 0, maxInFlight: 8, connectTimeoutMs: SIM_READY_MS });
     await hsm.open();
   }, 60_000);
 
@@ -98,10 +99,9 @@ describe('serial backend over TCP to hsm-sim in its own process', () => {
     expect(e.code, e.message).toBe('LINE_DOWN');
     expect(e.outcomeUnknown).toBe(true);
     expect((await sim.exited).code).toBe(75);
-    const queued = hsm.listKeys(); // waits for the line
-    await sleep(200);
-    await restart();
-    expect((await queued).filter((k) => k.label === ref.label)).toHaveLength(1);
+    // listKeys waits for the line while the simulator restarts; Promise.all keeps its rejection, if any, handled
+    const [keys] = await Promise.all([hsm.listKeys(), sleep(200).then(restart)]);
+    expect(keys.filter((k) => k.label === ref.label)).toHaveLength(1);
     expect(executions(journal, 'pc')).toBe(before + 1);
   }, 60_000);
 

@@ -1,6 +1,8 @@
-// The one-string HSM spec (PURSELAB_HSM, --hsm): each backend, the PKCS#11 options, and the errors.
+// The one-string HSM spec (PURSELAB_HSM, --hsm): each backend, the PKCS#11 options, the serial line's forms
+// and its option, and the errors.
 import { describe, expect, it } from 'vitest';
 import { parseHsmSpec } from '../../../hsm-bridge/config.ts';
+import { parseLine } from '../../../hsm-bridge/serial/backend.ts';
 
 describe('parseHsmSpec', () => {
   it('reads the software, serial and PKCS#11 forms', () => {
@@ -26,5 +28,22 @@ describe('parseHsmSpec', () => {
     expect(() => parseHsmSpec('pkcs11:/m.so')).toThrow(/MODULE#TOKEN/);
     expect(() => parseHsmSpec('pkcs11:/m.so#tok;threads=4')).toThrow(/'threads=4' is not known/);
     expect(() => parseHsmSpec('pkcs11:/m.so#tok;processes=x')).toThrow(/not known/);
+  });
+});
+
+describe('parseLine (serial:LINE, hsm init --serial)', () => {
+  it('reads a TCP address, a tty with or without its speed, and inter-char-ms on a tty', () => {
+    expect(parseLine('tcp:10.0.0.5:1500')).toEqual({ kind: 'tcp', host: '10.0.0.5', port: 1500 });
+    expect(parseLine('/dev/ttyS0')).toEqual({ kind: 'serial', path: '/dev/ttyS0' });
+    expect(parseLine('serial:/dev/ttyUSB0@9600')).toEqual({ kind: 'serial', path: '/dev/ttyUSB0', baudRate: 9600 });
+    expect(parseLine('/tmp/hsm-host@115200;inter-char-ms=1000')).toEqual({ kind: 'serial', path: '/tmp/hsm-host', baudRate: 115200, interCharTimeoutMs: 1000 });
+    expect(parseLine('/tmp/hsm-host;inter-char-ms=250')).toEqual({ kind: 'serial', path: '/tmp/hsm-host', interCharTimeoutMs: 250 });
+  });
+
+  it('refuses an option it does not know, or a quiet spell out of range', () => {
+    expect(() => parseLine('/dev/ttyS0;parity=even')).toThrow(/'parity=even' is not known \(inter-char-ms=1..60000\)/);
+    expect(() => parseLine('/dev/ttyS0;inter-char-ms=0')).toThrow(/not known/);
+    expect(() => parseLine('/dev/ttyS0;inter-char-ms=70000')).toThrow(/not known/);
+    expect(() => parseLine('@9600')).toThrow(/cannot read line/);
   });
 });

@@ -1,26 +1,37 @@
-// A process for pkcs11-torn-token.test.ts: logs in to a SoftHSM2 token and out again, with a pause of 5 ms
-// between, until it is killed (each login rewrites the token's file: the writes other processes' opens can
-// meet). Prints "ready" once it is looping. Without the pause, the logins follow each other so closely that
+// A process for pkcs11-torn-token.test.ts (one or two at once): logs in to a SoftHSM2 token and out again, with
+// a pause of 5 ms between, until SIGTERM (each login rewrites the token's file: the writes other processes'
+// opens can meet). Prints "ready" once it is looping. It stops between two logins: SIGKILL in the middle of
+// one can leave the token's file empty, and the token gone for good (docs/hsm-bridge.md, "Opening a token"). Without the pause, the logins follow each other so closely that
 // another process's initialisations are torn in runs of up to 15 in a row (docs/hsm-bridge.md, "Opening a
 // token"); with it, about one in ten, each on its own.
 //
 //   node --openssl-legacy-provider --import tsx login-loop.ts MODULE LABEL PIN   (SOFTHSM2_CONF set)
 
-import { acquireModule, pkcs11js } from '../../../../hsm-bridge/pkcs11/binding.ts';
+import { acquireModule, pkcs11js, releaseModule } from '../../../../hsm-bridge/pkcs11/binding.ts';
 
 const [module, label, pin] = process.argv.slice(2);
-const lib = acquireModule(module!);
 const P = pkcs11js();
-const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === label);
+const pause = new Int32Array(new SharedArrayBuffer(4));
+// another login loop can tear this one's first look at the token too: look again on a fresh initialisation
+let lib = acquireModule(module!);
+let slot: ReturnType<typeof lib.C_GetSlotList>[number] | undefined;
+for (let tries = 1; ; tries++) {
+  slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === label);
+  if (slot !== undefined || tries === 20) break;
+  releaseModule(module!);
+  Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
+  lib = acquireModule(module!);
+}
 if (slot === undefined) {
   process.stderr.write(`login-loop: no token '${label!}'\n`);
   process.exit(1);
 }
 const s = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
 process.stdout.write('ready\n');
-const pause = new Int32Array(new SharedArrayBuffer(4));
-for (;;) {
-  Atomics.wait(pause, 0, 0, 5);
+let stop = false;
+process.on('SIGTERM', () => (stop = true));
+while (!stop) {
+  await new Promise((r) => setTimeout(r, 5));
   try {
     lib.C_Login(s, P.CKU_USER, pin!);
     lib.C_Logout(s);
@@ -28,3 +39,4 @@ for (;;) {
     // its own look at the token can be torn by the opener's login (CKR_GENERAL_ERROR): it goes on
   }
 }
+releaseModule(module!);

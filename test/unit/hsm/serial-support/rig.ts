@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { spawnSimulator, type SimulatorProcess, type SimulatorProcessOptions } from '../../../../hsm-bridge/serial/lab.ts';
 import type { JournalEntry } from '../../../../hsm-bridge/serial/simulator.ts';
 
-export { socatMissing, startPtyPair, type PtyPair } from '../../../../hsm-bridge/serial/lab.ts';
+export { ptyHostLine, socatMissing, startPtyPair, type PtyPair } from '../../../../hsm-bridge/serial/lab.ts';
 export type SimProcess = SimulatorProcess;
 
 export const SIM_MASTER = 'serial-test-lab-only';
