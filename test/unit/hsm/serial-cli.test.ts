@@ -32,7 +32,7 @@ describe('purselab hsm-sim', () => {
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).toContain(msg);
     }
-  });
+  }, 90_000); // eight simulator processes one after another (~1 s each through tsx; 9 s in CI beside other workers)
 
   it('a missing store or a wrong master passphrase is a one-line error, not a simulator', async () => {
     const tmp = tempDir();

@@ -101,7 +101,7 @@ describe('purselab purchase', () => {
     expect(oneLine(purselab('purchase', '--card', 'x', '--psam', 'x', '--amount', '1').err)).toMatch(/two different readers/);
     expect(oneLine(run('--authenticate', '--amount', '1').err)).toMatch(/no --amount/);
     expect(purselab('purchase', '--help').out).toMatch(/--variant V +standard \(default\) or early-release/);
-  });
+  }, 90_000); // eight CLI processes one after another (~1 s each through tsx; 10 s in CI beside other workers)
 
   it('--authenticate: counter + 1, balance unchanged', () => {
     const r = purselab('purchase', '--card', `emu:${CARD}`, '--psam', `emu:${PSAM}`, '--authenticate', '--json');
