@@ -9,7 +9,8 @@
 // processes included), and the speed-up over the lone caller (median of the rounds' own ratios); target for PKCS#11 'auto' (per target: plain, 1 and 2 session processes): >= 90% of the cores
 // busy with 4 and 8 callers, with real work (4 callers make at least the lone caller's ops/s). Each slice
 // settles unmeasured for a quarter of its length first (SETTLE_SHARE). The load
-// average is printed before and after.
+// average is printed before and after, and last the targets judged together on the setting the docs recommend
+// for this machine (hsm-verdict.ts).
 // PURSELAB_BENCH_HSM_TARGETS='(auto)|(sync)' (substrings of the target names, separated by |) measures only those.
 //
 // The PKCS#11 runs use a throw-away SoftHSM2 token (temp directory) holding the demo key set, brought in
@@ -34,6 +35,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
 import { fmt, percentile, runTimedSlice, summarize, timeCalls } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
+import { targetsVerdict } from './hsm-verdict.ts';
 import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
 /** One measured operation: what to call on an Hsm, and (optionally) its floor for a target. */
@@ -534,6 +536,11 @@ export const hsmBench: BenchSuite = {
     figures.loadAvgAfter = load();
     lines.push(`  load average after: ${load()}`);
     pkcs11Targets(figures, lines);
+    const verdict = targetsVerdict(figures, cpus().length);
+    if (verdict) {
+      figures.targetsMet = verdict.met;
+      lines.push(verdict.line);
+    }
     figures.lines = lines.join('\n');
     printFigures(ctx, figures);
     return figures;
