@@ -16,6 +16,7 @@ import type {
 import { HostCommandClient, type ClientEvent, type HostCommandClientOptions } from './client.ts';
 import { A0, BU, NC, pa, pc, pe, pg, pi, pk, pm, po, pq, ps, pu, pw, xa, type AnyCommand, type DiagnosticsResult, type FaultPlan } from './commands.ts';
 import { SerialUsageError } from './errors.ts';
+import { INTER_CHAR_MAX_MS } from './framing.ts';
 import type { PaymentOps } from '../payment.ts';
 import { SerialPaymentOps } from './payment.ts';
 import { SerialTransport, TcpTransport, type Transport } from './transport.ts';
@@ -53,7 +54,7 @@ export function parseLine(text: string): SerialLine {
   let interCharTimeoutMs: number | undefined;
   for (const o of options) {
     const m = /^inter-char-ms=(\d{1,5})$/.exec(o.trim());
-    if (!m || Number(m[1]) < 1 || Number(m[1]) > 60_000) throw new SerialUsageError(`serial line option '${o}' is not known (inter-char-ms=1..60000)`);
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > INTER_CHAR_MAX_MS) throw new SerialUsageError(`serial line option '${o}' is not known (inter-char-ms=1..${INTER_CHAR_MAX_MS})`);
     interCharTimeoutMs = Number(m[1]);
   }
   return {
@@ -62,6 +63,12 @@ export function parseLine(text: string): SerialLine {
     ...(serial[2] ? { baudRate: Number(serial[2]) } : {}),
     ...(interCharTimeoutMs ? { interCharTimeoutMs } : {}),
   };
+}
+
+/** A line description as the text parseLine reads (for a CLI argument or an HSM spec): its inverse. */
+export function formatLine(line: SerialLine): string {
+  if (line.kind === 'tcp') return `tcp:${line.host}:${line.port}`;
+  return `${line.path}${line.baudRate ? `@${line.baudRate}` : ''}${line.interCharTimeoutMs ? `;inter-char-ms=${line.interCharTimeoutMs}` : ''}`;
 }
 
 export class SerialHsm implements Hsm {

@@ -209,3 +209,6 @@ export function wireTimeMs(bytes: number, baud: number, charBits = 10): number {
 export function defaultInterCharMs(baud: number): number {
   return Math.max(50, wireTimeMs(20, baud));
 }
+
+/** The longest quiet spell either end of a line may be configured to wait (ms); the shortest is 1. */
+export const INTER_CHAR_MAX_MS = 60_000;

@@ -93,10 +93,10 @@ export interface SimulatorProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Spawn `node bin/purselab.js hsm-sim ...` (on a serial line, with the lab's quiet spell PTY_QUIET_MS) and wait for its "ready" line. */
 /** How long a spawned simulator may take to say it is ready (tsx compiles the CLI first; slow on a loaded machine). */
 export const SIM_READY_MS = 30_000;
 
+/** Spawn `node bin/purselab.js hsm-sim ...` (on a serial line, with the lab's quiet spell PTY_QUIET_MS) and wait for its "ready" line. */
 export async function spawnSimulator(o: SimulatorProcessOptions): Promise<SimulatorProcess> {
   const args = ['bin/purselab.js', 'hsm-sim', '--keystore', o.keystore];
   if (o.serial) args.push('--serial', o.serial, ...(o.baud ? ['--baud', String(o.baud)] : []), '--inter-char-ms', String(PTY_QUIET_MS));

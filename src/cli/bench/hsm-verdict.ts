@@ -4,8 +4,8 @@
 
 import type { BenchFigures } from './suite.ts';
 
-/** The PKCS#11 bench targets by session processes: the figure-key prefix each writes its verdicts under. */
-const PKCS11_BY_PROCESSES = [
+/** The PKCS#11 'auto' bench targets by session processes: the figure-key prefix each writes its verdicts under. */
+export const PKCS11_BY_PROCESSES = [
   { processes: 0, key: 'pkcs11' },
   { processes: 1, key: 'pkcs11Process' },
   { processes: 2, key: 'pkcs11Processes' },

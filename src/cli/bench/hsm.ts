@@ -35,7 +35,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
 import { fmt, percentile, runTimedSlice, summarize, timeCalls } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
-import { targetsVerdict } from './hsm-verdict.ts';
+import { PKCS11_BY_PROCESSES, targetsVerdict } from './hsm-verdict.ts';
 import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
 /** One measured operation: what to call on an Hsm, and (optionally) its floor for a target. */
@@ -130,9 +130,14 @@ interface SoftHsmRig {
 }
 let rig: SoftHsmRig | undefined;
 
+/** A PKCS#11 target's name: its calls setting and session processes. */
+function pkcs11TargetName(calls: 'auto' | 'sync' | 'async', processes: number): string {
+  return `pkcs11 SoftHSM2 (${calls}${processes ? `, ${processes} process${processes > 1 ? 'es' : ''}` : ''})`;
+}
+
 function pkcs11Target(calls: 'auto' | 'sync' | 'async', processes = 0): HsmBenchTarget {
   return {
-    name: `pkcs11 SoftHSM2 (${calls}${processes ? `, ${processes} process${processes > 1 ? 'es' : ''}` : ''})`,
+    name: pkcs11TargetName(calls, processes),
     async open() {
       const why = softhsmMissing();
       if (why) return { skip: why };
@@ -467,9 +472,7 @@ async function warmUp(fn: (i: number) => unknown, min: number): Promise<number> 
 
 /** The two PKCS#11 target lines: single-caller overhead and cores busy with >= 4 callers, on 'auto' calls (the default). */
 function pkcs11Targets(figures: Figures, lines: string[]): void {
-  pkcs11TargetsOf('pkcs11 SoftHSM2 (auto)', 'pkcs11', figures, lines);
-  pkcs11TargetsOf('pkcs11 SoftHSM2 (auto, 1 process)', 'pkcs11Process', figures, lines);
-  pkcs11TargetsOf('pkcs11 SoftHSM2 (auto, 2 processes)', 'pkcs11Processes', figures, lines);
+  for (const { processes, key } of PKCS11_BY_PROCESSES) pkcs11TargetsOf(pkcs11TargetName('auto', processes), key, figures, lines);
 }
 
 function pkcs11TargetsOf(auto: string, key: string, figures: Figures, lines: string[]): void {

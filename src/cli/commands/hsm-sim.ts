@@ -5,6 +5,7 @@ import { scrypt } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEFAULT_FIRMWARE, HsmSimulator, SerialSimLine, TcpSimServer, type LineTiming } from '../../../hsm-bridge/serial/simulator.ts';
+import { INTER_CHAR_MAX_MS } from '../../../hsm-bridge/serial/framing.ts';
 import { obtainPassphrase } from '../../../hsm-bridge/software/passphrase.ts';
 import { SoftwareHsm } from '../../../hsm-bridge/software/software-hsm.ts';
 import { parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
@@ -95,7 +96,7 @@ export const hsmSimCommand: CliCommand = {
     if (values.host !== undefined && values.tcp === undefined) throw new UsageError('--host goes with --tcp');
     const baudRate = intOption(values.baud, 'baud', 50, 4_000_000, 115200);
     if (values['inter-char-ms'] !== undefined && values.serial === undefined) throw new UsageError('--inter-char-ms goes with --serial');
-    const interCharMs = values['inter-char-ms'] === undefined ? undefined : intOption(values['inter-char-ms'], 'inter-char-ms', 1, 60_000, 50);
+    const interCharMs = values['inter-char-ms'] === undefined ? undefined : intOption(values['inter-char-ms'], 'inter-char-ms', 1, INTER_CHAR_MAX_MS, 50);
     const tcpPort = values.tcp === undefined ? 0 : intOption(values.tcp, 'tcp', 0, 65535, 0);
     const headerLength = intOption(values['header-length'], 'header-length', 1, 32, 4);
     const firmware = values.firmware ?? DEFAULT_FIRMWARE;

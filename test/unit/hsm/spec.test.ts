@@ -2,7 +2,7 @@
 // and its option, and the errors.
 import { describe, expect, it } from 'vitest';
 import { parseHsmSpec } from '../../../hsm-bridge/config.ts';
-import { parseLine } from '../../../hsm-bridge/serial/backend.ts';
+import { formatLine, parseLine } from '../../../hsm-bridge/serial/backend.ts';
 
 describe('parseHsmSpec', () => {
   it('reads the software, serial and PKCS#11 forms', () => {
@@ -45,5 +45,11 @@ describe('parseLine (serial:LINE, hsm init --serial)', () => {
     expect(() => parseLine('/dev/ttyS0;inter-char-ms=0')).toThrow(/not known/);
     expect(() => parseLine('/dev/ttyS0;inter-char-ms=70000')).toThrow(/not known/);
     expect(() => parseLine('@9600')).toThrow(/cannot read line/);
+  });
+
+  it('formatLine writes what parseLine reads back', () => {
+    for (const text of ['tcp:10.0.0.5:1500', '/dev/ttyS0', '/dev/ttyUSB0@9600', '/tmp/hsm-host@115200;inter-char-ms=1000', '/tmp/hsm-host;inter-char-ms=250']) {
+      expect(formatLine(parseLine(text))).toBe(text);
+    }
   });
 });

@@ -9,7 +9,8 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { createTempTokens, SOFTHSM_MODULE, type TempTokens } from '../../../hsm-bridge/pkcs11/softhsm-temp.ts';
-import { PTY_QUIET_MS, spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from '../../../hsm-bridge/serial/lab.ts';
+import { formatLine } from '../../../hsm-bridge/serial/backend.ts';
+import { ptyHostLine, spawnSimulator, startPtyPair, type PtyPair, type SimulatorProcess } from '../../../hsm-bridge/serial/lab.ts';
 import { readPurse } from '../../../src/terminal/purse.ts';
 import { EmulatorChannel } from '../../../src/transport/emulator-channel.ts';
 import { loadCardImage } from '../../../card-applet-sim/os/image.ts';
@@ -75,7 +76,7 @@ export async function startE2E(backend: Backend): Promise<E2EWorld> {
   } else {
     pty = await startPtyPair(dir);
     sim = await spawnSimulator({ serial: pty.simPath, baud: 115200, keystore: join(dir, 'sim.store'), master: 'load-e2e-lab-only' });
-    const line = `${pty.hostPath}@115200;inter-char-ms=${PTY_QUIET_MS}`;
+    const line = formatLine(ptyHostLine(pty, 115200));
     const init = await runCli(['hsm', 'init', '--serial', line, '--no-record-keys'], { timeoutMs: 120_000 });
     if (init.code !== 0) throw new Error(`hsm init (serial): ${init.stderr}`);
     spec = `serial:${line}`;
