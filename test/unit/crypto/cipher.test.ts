@@ -1,3 +1,4 @@
+// 3DES and AES: CBC and ECB known answers, and the cipher helpers (padding method 2 round trips, IVs, key and length checks).
 import { describe, expect, it } from 'vitest';
 import {
   CryptoError,

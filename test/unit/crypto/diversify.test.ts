@@ -1,3 +1,4 @@
+// Card ids in BCD, card-key diversification from a master key and card id, DES key parity and key check values.
 import { describe, expect, it } from 'vitest';
 import {
   CryptoError,

@@ -1,3 +1,5 @@
+// MACs: ISO/IEC 9797-1 alg 1/3 and AES-CMAC against published vectors (NIST SP 800-38B), the same MACs over
+// abstract primitives (the path the HSM backends use), and the MAC API's checks.
 import { describe, expect, it } from 'vitest';
 import {
   CryptoError,

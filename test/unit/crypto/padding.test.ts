@@ -1,3 +1,4 @@
+// ISO/IEC 9797-1 padding methods 1 and 2, and the removal of method 2 padding with its errors.
 import { describe, expect, it } from 'vitest';
 import { CryptoError, padMethod1, padMethod2, unpadMethod2 } from '../../../src/crypto/index.ts';
 import { hex, toHex } from './helpers.ts';

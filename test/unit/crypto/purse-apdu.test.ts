@@ -1,3 +1,5 @@
+// The purse and PSAM APDU vocabulary (src/crypto/purse-apdu.ts): identity constants, status words and the
+// record codecs the card side and the host side share.
 import { describe, expect, it } from 'vitest';
 import { lookupSw, registerStatusWords, unregisterStatusWords } from '../../../src/apdu/status-words.ts';
 import { CryptoError } from '../../../src/crypto/index.ts';

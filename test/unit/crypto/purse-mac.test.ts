@@ -1,3 +1,5 @@
+// The purchase and load MAC inputs (S1/S2/S3 and the rest): layout sizes and tags, totals, every byte of every
+// input reaching the MAC, what S2 and S3 bind, and field validation.
 import { describe, expect, it } from 'vitest';
 import { ALG_3DES, ALG_AES, CryptoError, diversifyCardKey } from '../../../src/crypto/index.ts';
 import { decodeLayout, type Layout } from '../../../src/crypto/layout.ts';

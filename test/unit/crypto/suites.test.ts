@@ -1,3 +1,4 @@
+// Algorithm identifiers (3DES / AES suites): lookup, and the suite MAC and verify over the right algorithm.
 import { describe, expect, it } from 'vitest';
 import { ALG_3DES, ALG_AES, CryptoError, allSuites, computeMac, isAlgorithmId, suiteFor, suiteMac, suiteVerify } from '../../../src/crypto/index.ts';
 import { hex } from './helpers.ts';

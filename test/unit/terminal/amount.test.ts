@@ -1,3 +1,4 @@
+// Amounts in integer minor units: parsing and formatting with the card exponent, currency names, masked card ids.
 import { describe, expect, it } from 'vitest';
 import { currencyName, formatAmount, maskCardId, parseAmount, showAmount } from '../../../src/terminal/amount.ts';
 
