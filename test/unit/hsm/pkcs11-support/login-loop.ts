@@ -7,26 +7,34 @@
 //
 //   node --openssl-legacy-provider --import tsx login-loop.ts MODULE LABEL PIN   (SOFTHSM2_CONF set)
 
-import { acquireModule, pkcs11js, releaseModule } from '../../../../hsm-bridge/pkcs11/binding.ts';
+import { HsmTokenNotFoundError } from '../../../../hsm-bridge/errors.ts';
+import { acquireModule, pkcs11js, releaseModule, type Handle } from '../../../../hsm-bridge/pkcs11/binding.ts';
+import { openUntilWhole } from '../../../../hsm-bridge/pkcs11/torn-token.ts';
 
 const [module, label, pin] = process.argv.slice(2);
 const P = pkcs11js();
-const pause = new Int32Array(new SharedArrayBuffer(4));
-// another login loop can tear this one's first look at the token too: look again on a fresh initialisation
+// another login loop can tear this one's first look at the token too: look again on a fresh initialisation,
+// as the bridge's own open does (torn-token.ts)
 let lib = acquireModule(module!);
-let slot: ReturnType<typeof lib.C_GetSlotList>[number] | undefined;
-for (let tries = 1; ; tries++) {
-  slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === label);
-  if (slot !== undefined || tries === 20) break;
-  releaseModule(module!);
-  Atomics.wait(pause, 0, 0, 5 + Math.random() * 10);
-  lib = acquireModule(module!);
-}
-if (slot === undefined) {
+let slot: Handle | undefined;
+try {
+  await openUntilWhole(
+    async (again) => {
+      if (again) {
+        releaseModule(module!);
+        lib = acquireModule(module!);
+      }
+      slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === label);
+      if (slot === undefined) throw new HsmTokenNotFoundError(label!, []);
+    },
+    () => true,
+    20,
+  );
+} catch {
   process.stderr.write(`login-loop: no token '${label!}'\n`);
   process.exit(1);
 }
-const s = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+const s = lib.C_OpenSession(slot!, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
 process.stdout.write('ready\n');
 let stop = false;
 process.on('SIGTERM', () => (stop = true));
