@@ -1,10 +1,10 @@
 // The two emulated cards of `purselab bench purchase` (a purse card with room for many purchases and a PSAM with
 // the largest batch), and, for the measurement over pcscd + vpcd, those cards plugged into vpcd slots with a
-// timer around SimulatedCard.transmit and a do-nothing "floor" mode. Over pcscd the cards run in a worker
-// thread of their own by default (startBenchCards), as they do in `purselab emulate`, a process of its own:
-// the host's PC/SC client and purchase logic then do not run on the same thread between two commands and evict
-// the card OS and applets from the core's caches. The timer, the APDU count and the floor switch live in a
-// SharedArrayBuffer, so reading them costs the measured thread nothing.
+// timer around SimulatedCard.transmit and a do-nothing "floor" mode. startBenchCards plugs them in on the
+// bench's own thread (the default of `bench purchase`, PURSELAB_BENCH_CARDS_THREAD=main) or in a worker thread
+// of their own (=worker), as `purselab emulate` is a process of its own; the worker measures slower, since a
+// thread woken for each APDU starts colder still (docs/purse-applet.md). The timer, the APDU count and the
+// floor switch live in a SharedArrayBuffer, so reading them costs the measured thread nothing.
 
 import { fileURLToPath } from 'node:url';
 import { isMainThread, workerData } from 'node:worker_threads';
