@@ -38,6 +38,34 @@ export const REDACT_PATHS = [
   '*.cardId',
 ];
 
+/**
+ * What a log line keeps of an error: its class, code, message, stack and cause, never the other data an error
+ * object carries for its callers (a purse's start-up data with the full card id, a command's bytes): those
+ * fields sit one level deeper than REDACT_PATHS reaches. The messages themselves never name keys, PINs or full
+ * card numbers.
+ */
+export interface LoggedError {
+  [field: string]: unknown;
+  type: string;
+  message: string;
+  stack: string;
+  code?: string;
+  cause?: LoggedError;
+}
+
+export function errorForLog(e: unknown, depth = 0): LoggedError {
+  if (!(e instanceof Error)) return { type: typeof e, message: String(e), stack: '' };
+  const code = (e as { code?: unknown }).code;
+  const cause = (e as { cause?: unknown }).cause;
+  return {
+    type: e.constructor?.name ?? e.name,
+    message: e.message,
+    stack: e.stack ?? '',
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(cause !== undefined && depth < 3 ? { cause: errorForLog(cause, depth + 1) } : {}),
+  };
+}
+
 export interface ServerAppOptions {
   /** Which server ('payment', 'merchant', ...): every log line carries it. */
   readonly name: string;
@@ -57,6 +85,7 @@ export function createServerApp(options: ServerAppOptions): FastifyInstance {
           level,
           base: { server: options.name },
           redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+          serializers: { err: (e: Error) => errorForLog(e) },
           ...(options.logStream ? { stream: options.logStream } : {}),
         };
   const app = Fastify({

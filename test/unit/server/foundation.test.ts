@@ -65,6 +65,7 @@ describe('server app', () => {
       if (body.amount === 409) throw conflict('TXN_REPLAYED', 'transaction T1 was already used');
       if (body.amount === 422) throw new PurselabError('CARD_EXPIRED', 'card expired');
       if (body.amount === 500) throw new Error('secret internals');
+      if (body.amount === 501) throw Object.assign(new Error('the purchase broke'), { startup: { cardId: '9990010000000017' } });
       return { ok: body.amount };
     },
   );
@@ -89,6 +90,11 @@ describe('server app', () => {
     expect(logText).toContain('got it');
     expect(logText).not.toContain('hunter2-secret');
     expect(logText).toContain('[redacted]');
+  });
+  it('logs an unexpected error by its class, message and stack, never the data it carries (a full card id)', async () => {
+    expect((await app.inject({ method: 'POST', url: '/v1/thing', payload: { amount: 501 } })).statusCode).toBe(500);
+    expect(logText).toContain('the purchase broke');
+    expect(logText).not.toContain('9990010000000017');
   });
   it('speaks HTTP over loopback with typed remote errors', async () => {
     const url = await listen(app, '127.0.0.1', 0);
