@@ -38,12 +38,7 @@ export const REDACT_PATHS = [
   '*.cardId',
 ];
 
-/**
- * What a log line keeps of an error: its class, code, message, stack and cause, never the other data an error
- * object carries for its callers (a purse's start-up data with the full card id, a command's bytes): those
- * fields sit one level deeper than REDACT_PATHS reaches. The messages themselves never name keys, PINs or full
- * card numbers.
- */
+/** An error as a log line shows it (errorForLog). */
 export interface LoggedError {
   [field: string]: unknown;
   type: string;
@@ -53,6 +48,12 @@ export interface LoggedError {
   cause?: LoggedError;
 }
 
+/**
+ * What a log line keeps of an error: its class, code, message, stack and cause, never the other data an error
+ * object carries for its callers (a purse's start-up data with the full card id, a command's bytes): those
+ * fields sit one level deeper than REDACT_PATHS reaches. The messages themselves never name keys, PINs or full
+ * card numbers.
+ */
 export function errorForLog(e: unknown, depth = 0): LoggedError {
   if (!(e instanceof Error)) return { type: typeof e, message: String(e), stack: '' };
   const code = (e as { code?: unknown }).code;
