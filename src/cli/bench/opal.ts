@@ -29,6 +29,7 @@ import { requestJson } from '../../server/http-client.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
+import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, type MachineCpuTicks } from './machine-cpu.ts';
 import { threadCpuMs } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
@@ -56,6 +57,8 @@ interface Measured {
   perSec: number;
   lat: LatencySummary;
   cpu: ThreadCpu;
+  /** The whole machine's CPU ticks over the OPAL run's measured windows (busy, idle, stolen). */
+  machine: MachineCpuTicks;
   warm: WarmUp;
   floorPerSec: number;
   floorLat: LatencySummary;
@@ -104,11 +107,13 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     // without the drain at the end), latencies, and each thread's CPU per purchase (the main thread's own, and
     // each worker's as it reports it).
     const cpuNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadCpuMs() : (parts[t]?.cpuMs() ?? NaN))));
-    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0) });
+    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), machine: NO_TICKS });
     type Tally = ReturnType<typeof newTally>;
     const measureInto = async (t: Tally, count: number, fn: (w: number) => Promise<void>, callers = concurrency): Promise<Tally> => {
       const cpu0 = await cpuNow();
+      const machine0 = machineCpuNow();
       const run = await runConcurrently(count, callers, fn);
+      t.machine = addWindow(t.machine, machine0, machineCpuNow());
       const cpu1 = await cpuNow();
       cpu1.forEach((c, i) => (t.cpuMs[i]! += c - cpu0[i]!));
       t.busyCount += run.busyCount;
@@ -121,6 +126,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       perSec: (t.busyCount * 1000) / t.busyMs,
       lat: summarize(t.samples),
       cpu: Object.fromEntries(CPU_THREADS.map((k, i) => [k, t.cpuMs[i]! / t.count])) as ThreadCpu,
+      machine: t.machine,
     });
 
     // Floor: the client library over in-process cards in the main thread, same servers, same concurrency.
@@ -244,6 +250,8 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   lines.push(`      (${warmUpText(m.floorWarm, 'purchases')})`);
   lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
   lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
+  const machine = machineSharesText(m.machine);
+  if (machine) lines.push(`      (the machine's vCPUs during this run: ${machine})`);
   if (m.capacity) {
     const c = m.capacity;
     lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
@@ -267,6 +275,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     [`${name}.floorP99Ms`]: Number(m.floorLat.p99Ms.toFixed(2)),
     [`${name}.ratioToFloor`]: Number(ratio.toFixed(2)),
     [`${name}.warmUpPurchases`]: m.warm.rounds * m.warm.roundSize,
+    ...Object.fromEntries(Object.entries(machineShares(m.machine) ?? {}).map(([k, v]) => [`${name}.machine.${k}`, v])),
     ...(m.capacity
       ? {
           [`${name}.capacity.cardholders`]: m.capacity.concurrency,

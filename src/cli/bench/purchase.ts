@@ -12,6 +12,7 @@ import { runLoad } from '../../terminal/load.ts';
 import { softwareIssuer } from '../commands/hsm-init.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
+import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, type MachineCpuTicks } from './machine-cpu.ts';
 import { benchKeys, benchWorld, startBenchCards } from './purchase-cards.ts';
 import { fmt, rate, summarize, warmUntilSteady, warmUpText, type WarmUp } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
@@ -122,6 +123,8 @@ interface PcscSuiteResult {
   /** Per purchase, microseconds inside the two emulated cards. */
   emu: ReturnType<typeof summarize>;
   apdus: number;
+  /** The whole machine's CPU ticks over the measured purchases and floors (busy, idle, stolen). */
+  machine: MachineCpuTicks;
 }
 
 async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<string, number | string | boolean>> {
@@ -177,6 +180,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
         const floor: number[] = [];
         const emu: number[] = [];
         const a0 = cards.apdus();
+        const machine0 = machineCpuNow();
         const timeFloor = async () => {
           cards.setFloor(true);
           const t0 = process.hrtime.bigint();
@@ -193,7 +197,8 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
           emu.push(Number(cards.ns() - ns0) / 1e6);
           if (i % 2 === 0) await timeFloor();
         }
-        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards.apdus() - a0) / n };
+        const machine = addWindow(NO_TICKS, machine0, machineCpuNow());
+        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards.apdus() - a0) / n, machine };
       } finally {
         await card.close();
         await psam.close();
@@ -208,6 +213,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
   const a = perSuite['aes']!;
   const share = (r: PcscSuiteResult) => r.emu.medianMs / r.floor.medianMs;
   const ok = share(d) <= TARGET_EMULATOR_SHARE;
+  const stolen = machineShares(d.machine)?.stealPct;
   if (!ctx.json) {
     const io = ctx.io;
     io.out(`  over pcscd + vpcd (${free[0]!.reader} + ${free[1]!.reader}; quickack route ${quickack === true ? 'on' : quickack === false ? 'OFF: ~40 ms stalls per APDU' : 'unknown'}), ${n} purchases per card suite,`);
@@ -218,6 +224,8 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
     for (const [name, r] of [['3DES', d], ['AES ', a]] as const) {
       io.out(`    ${name} card: purchase median ${fmt(r.lat.medianMs)} ms (p99 ${fmt(r.lat.p99Ms)} ms, ${r.apdus.toFixed(0)} APDUs); floor median ${fmt(r.floor.medianMs)} ms;`);
       io.out(`          emulator median ${fmt(r.emu.medianMs * 1000)} us (mean ${fmt(r.emu.meanMs * 1000)} us) = ${(share(r) * 100).toFixed(1)}% of the floor`);
+      const machine = machineSharesText(r.machine);
+      if (machine) io.out(`          (the machine's vCPUs meanwhile: ${machine})`);
     }
     io.out(`    emulator share target <= ${TARGET_EMULATOR_SHARE * 100}% of the floor (3DES card, medians): ${ok ? 'met' : 'NOT met'}`);
   }
@@ -237,6 +245,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
     pcscApdusPerPurchase: d.apdus,
     pcscQuickack: quickack === undefined ? 'unknown' : quickack,
     pcscShareTargetMet: ok,
+    ...(stolen !== undefined ? { pcscMachineStealPct: stolen } : {}),
   };
 }
 
