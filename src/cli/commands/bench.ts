@@ -1,6 +1,7 @@
 // `purselab bench [SUITE...]`: runs the benchmark suites and prints their figures (or JSON).
 
 import { benchSuites } from '../bench/index.ts';
+import { addWindow, machineCpuNow, machineShares, NO_TICKS } from '../bench/machine-cpu.ts';
 import { referenceLoopMs, wakeCost } from '../bench/machine-speed.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
 
@@ -46,11 +47,20 @@ export const benchCommand: CliCommand = {
     const ctx = { io, scale: values.quick ? 0.1 : 1, json: values.json === true };
     const results: Record<string, Record<string, number | string | boolean>> = {};
     const failed: string[] = [];
+    const ticks0 = machineCpuNow();
     const loopMs = referenceLoopMs();
     const wake = await wakeCost();
-    results['machine'] = { referenceLoopMs: Number(loopMs.toFixed(1)), cipherCallWarmUs: Number(wake.warmUs.toFixed(2)), cipherCallAfterPauseUs: Number(wake.afterPauseUs.toFixed(2)) };
+    // The share of the machine's time the hypervisor gave elsewhere while the loop and the cipher calls ran.
+    const stolen = machineShares(addWindow(NO_TICKS, ticks0, machineCpuNow()))?.stealPct;
+    results['machine'] = {
+      referenceLoopMs: Number(loopMs.toFixed(1)),
+      cipherCallWarmUs: Number(wake.warmUs.toFixed(2)),
+      cipherCallAfterPauseUs: Number(wake.afterPauseUs.toFixed(2)),
+      ...(stolen !== undefined ? { stealPct: stolen } : {}),
+    };
     if (!ctx.json) {
-      io.out(`machine speed: a fixed JavaScript loop (10^8 iterations) took ${loopMs.toFixed(0)} ms (on a shared machine every rate below moves with it: compare runs by it)`);
+      const steal = stolen !== undefined ? `; meanwhile ${stolen.toFixed(0)}% of the vCPUs' time was stolen by the hypervisor` : '';
+      io.out(`machine speed: a fixed JavaScript loop (10^8 iterations) took ${loopMs.toFixed(0)} ms${steal} (on a shared machine every rate below moves with it: compare runs by it)`);
       io.out(`  one node:crypto cipher call: ${wake.warmUs.toFixed(1)} us back to back, ${wake.afterPauseUs.toFixed(1)} us as the first after a 3 ms pause (coming back to work after a pause costs this machine more: cards behind vpcd and the serial simulator pay part of it on every command)`);
     }
     for (const suite of selected) {
