@@ -54,8 +54,15 @@ export function machineShares(t: MachineCpuTicks): { busyPct: number; idlePct: n
   return { busyPct: pct(t.busy), idlePct: pct(t.idle), stealPct: pct(t.steal) };
 }
 
-/** "busy 58%, idle 22%, stolen by the hypervisor 20%", or undefined for a window too short to say. */
+export type MachineShares = NonNullable<ReturnType<typeof machineShares>>;
+
+/** "busy 58%, idle 22%, stolen by the hypervisor 20%". */
+export function sharesText(s: MachineShares): string {
+  return `busy ${s.busyPct.toFixed(0)}%, idle ${s.idlePct.toFixed(0)}%, stolen by the hypervisor ${s.stealPct.toFixed(0)}%`;
+}
+
+/** The shares of a window as text, or undefined for a window too short to say. */
 export function machineSharesText(t: MachineCpuTicks): string | undefined {
   const s = machineShares(t);
-  return s && `busy ${s.busyPct.toFixed(0)}%, idle ${s.idlePct.toFixed(0)}%, stolen by the hypervisor ${s.stealPct.toFixed(0)}%`;
+  return s && sharesText(s);
 }
