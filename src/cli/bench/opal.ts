@@ -68,7 +68,7 @@ interface Measured {
   firstFailure: string;
   valueOk: boolean;
   /** The same OPAL purchase with more cardholders at once (the servers' throughput when not waiting on latency). */
-  capacity?: { concurrency: number; perSec: number; lat: LatencySummary; cpu: ThreadCpu };
+  capacity?: { concurrency: number; perSec: number; lat: LatencySummary; cpu: ThreadCpu; machine: MachineCpuTicks };
 }
 
 /**
@@ -255,6 +255,8 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   if (m.capacity) {
     const c = m.capacity;
     lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
+    const capMachine = machineSharesText(c.machine);
+    if (capMachine) lines.push(`      (the machine's vCPUs during this run: ${capMachine})`);
   }
   lines.push(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
   if (target !== undefined) lines.push(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
