@@ -1,8 +1,8 @@
 // The whole machine's CPU time over a window, from Linux /proc/stat: how much of the vCPUs' time was busy, idle,
 // or stolen (the hypervisor running something else on them while this guest wanted to run). The benches print
-// it beside their rates: on the shared 2-vCPU machine this project is measured on, 15-30% of the time was stolen
-// during a `bench opal` run (2026-11-22), and a rate measured then says as much about the neighbours as about
-// the code.
+// it beside their rates: on the shared 2-vCPU machine this project is measured on, anything from 0 to 57% of the
+// time was stolen during the `bench opal` runs of one morning (2026-11-22), and a rate measured while much is
+// stolen says as much about the neighbours as about the code.
 
 import { readFileSync } from 'node:fs';
 
