@@ -43,6 +43,11 @@ export function addWindow(sum: MachineCpuTicks, before: MachineCpuTicks | undefi
   return { busy: sum.busy + after.busy - before.busy, idle: sum.idle + after.idle - before.idle, steal: sum.steal + after.steal - before.steal };
 }
 
+/** The window from `before` to now (empty when either end cannot be read). */
+export function machineCpuSince(before: MachineCpuTicks | undefined): MachineCpuTicks {
+  return addWindow(NO_TICKS, before, machineCpuNow());
+}
+
 /** Fewer ticks than this (half a second of two vCPUs at USER_HZ 100) are too coarse for a share. */
 export const MIN_WINDOW_TICKS = 100;
 

@@ -12,7 +12,7 @@ import { runLoad } from '../../terminal/load.ts';
 import { softwareIssuer } from '../commands/hsm-init.ts';
 import type { CardChannel } from '../../transport/channel.ts';
 import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
-import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, sharesText, type MachineCpuTicks, type MachineShares } from './machine-cpu.ts';
+import { machineCpuNow, machineCpuSince, machineShares, machineSharesText, sharesText, type MachineCpuTicks, type MachineShares } from './machine-cpu.ts';
 import { benchKeys, benchWorld, startBenchCards } from './purchase-cards.ts';
 import { fmt, rate, summarize, warmUntilSteady, warmUpText, type WarmUp } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
@@ -51,7 +51,7 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
       await keepBatchOpen(psam, adminKey);
     }
     out[`purchasesPerSec_${suite}`] = Math.round(rate(n, Number(process.hrtime.bigint() - t0) / 1e6));
-    const shares = machineShares(addWindow(NO_TICKS, machine0, machineCpuNow()));
+    const shares = machineShares(machineCpuSince(machine0));
     if (shares) {
       machine[suite] = shares;
       out[`machineStealPct_${suite}`] = shares.stealPct;
@@ -205,7 +205,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
           emu.push(Number(cards.ns() - ns0) / 1e6);
           if (i % 2 === 0) await timeFloor();
         }
-        const machine = addWindow(NO_TICKS, machine0, machineCpuNow());
+        const machine = machineCpuSince(machine0);
         perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards.apdus() - a0) / n, machine };
       } finally {
         await card.close();

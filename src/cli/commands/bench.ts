@@ -1,7 +1,7 @@
 // `purselab bench [SUITE...]`: runs the benchmark suites and prints their figures (or JSON).
 
 import { benchSuites } from '../bench/index.ts';
-import { addWindow, machineCpuNow, machineShares, NO_TICKS } from '../bench/machine-cpu.ts';
+import { machineCpuNow, machineCpuSince, machineShares } from '../bench/machine-cpu.ts';
 import { referenceLoopMs, wakeCost } from '../bench/machine-speed.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand } from '../command.ts';
 
@@ -51,7 +51,7 @@ export const benchCommand: CliCommand = {
     const loopMs = referenceLoopMs();
     const wake = await wakeCost();
     // The share of the machine's time the hypervisor gave elsewhere while the loop and the cipher calls ran.
-    const stolen = machineShares(addWindow(NO_TICKS, ticks0, machineCpuNow()))?.stealPct;
+    const stolen = machineShares(machineCpuSince(ticks0))?.stealPct;
     results['machine'] = {
       referenceLoopMs: Number(loopMs.toFixed(1)),
       cipherCallWarmUs: Number(wake.warmUs.toFixed(2)),

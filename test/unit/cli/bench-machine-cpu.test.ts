@@ -2,7 +2,7 @@
 // into busy, idle and stolen ticks, windows added up, and the shares printed beside a rate.
 
 import { describe, expect, it } from 'vitest';
-import { addWindow, machineCpuNow, machineShares, machineSharesText, MIN_WINDOW_TICKS, NO_TICKS, parseProcStat } from '../../../src/cli/bench/machine-cpu.ts';
+import { addWindow, machineCpuNow, machineCpuSince, machineShares, machineSharesText, MIN_WINDOW_TICKS, NO_TICKS, parseProcStat } from '../../../src/cli/bench/machine-cpu.ts';
 
 // user nice system idle iowait irq softirq steal guest guest_nice
 const STAT = (user: number, idle: number, steal: number) =>
@@ -34,6 +34,15 @@ describe('windows and shares', () => {
     expect(once).toEqual({ busy: 60, idle: 20, steal: 20 });
     expect(addWindow(once, a, b)).toEqual({ busy: 120, idle: 40, steal: 40 });
     expect(addWindow(once, undefined, b)).toBe(once);
+  });
+
+  it('a window since a reading reaches now, and is empty without one', () => {
+    expect(machineCpuSince(undefined)).toEqual(NO_TICKS);
+    const now = machineCpuNow();
+    if (!now) return expect(machineCpuSince(NO_TICKS)).toEqual(NO_TICKS);
+    // since an all-zero reading: at least the busy time counted up to the reading just taken (busy only: the
+    // kernel's idle and iowait counters can step back a little)
+    expect(machineCpuSince(NO_TICKS).busy).toBeGreaterThanOrEqual(now.busy);
   });
 
   it('gives percentages of the window, one decimal, and text for the report', () => {
