@@ -18,6 +18,11 @@ import { executions, ptyHostLine, readJournal, socatMissing, startPtyPair, start
 const why = socatMissing();
 if (why) console.warn(`SKIPPED serial pty tests: ${why}`);
 
+/**
+ * How long a client's open() may wait for the simulator's first answer: generous, since CI runs this beside other
+ * workers on 2 cores (a client with only its 1.5 s command timeout once failed to open there).
+ */
+const CONNECT_TIMEOUT_MS = 8000;
 const CARD = Buffer.from('4761739001010010', 'hex');
 
 /** Wait (up to 10 s) until `cond` holds. */
@@ -57,7 +62,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
     keystore = join(tmp.dir, 'sim.store');
     pty = await startPtyPair(tmp.dir);
     sim = await startSimulator();
-    hsm = new SerialHsm({ line: ptyHostLine(pty), timeoutMs: 3000, retries: 0, connectTimeoutMs: 8000 }); // generous: CI runs this beside other workers on 2 cores
+    hsm = new SerialHsm({ line: ptyHostLine(pty), timeoutMs: 3000, retries: 0, connectTimeoutMs: CONNECT_TIMEOUT_MS });
     await hsm.open();
   }, 60_000);
 
@@ -204,7 +209,7 @@ describe.skipIf(why !== undefined)(`serial backend over a socat pty pair to hsm-
   });
 
   it('idempotent commands are resent after a lost answer; generate never is', async () => {
-    const resending = new SerialHsm({ line: ptyHostLine(pty), timeoutMs: 1500, retries: 2 });
+    const resending = new SerialHsm({ line: ptyHostLine(pty), timeoutMs: 1500, retries: 2, connectTimeoutMs: CONNECT_TIMEOUT_MS });
     await hsm.close();
     try {
       await resending.open();
