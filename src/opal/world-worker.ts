@@ -3,7 +3,7 @@
 // one), so they use the machine's cores as separate programs would; the load generator stays in the main thread. startWorldHalf() starts a half in the calling
 // thread (the bench's same-thread modes); loaded as a worker (workerData.opalWorldHalf, through
 // startBenchWorker), it runs there and answers calls: 'cardholders' { prefix, count } -> Cardholder[] (OPAL),
-// 'usage' -> the thread's CPU ms, 'stop'. The OPAL HSM is opened in the thread that runs OPAL (HsmSpec).
+// 'usage' -> the thread's CPU and run-queue wait ms, 'stop'. The OPAL HSM is opened in the thread that runs OPAL (HsmSpec).
 
 import { fileURLToPath } from 'node:url';
 import { isMainThread, workerData } from 'node:worker_threads';
@@ -11,7 +11,7 @@ import type { Hsm } from '../../hsm-bridge/hsm.ts';
 import { Pkcs11Hsm } from '../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { SoftwareHsm } from '../../hsm-bridge/software/software-hsm.ts';
 import { serveBenchWorker, startBenchWorker } from '../cli/bench/payment-server-worker.ts';
-import { threadCpuMs } from '../cli/bench/proc-cpu.ts';
+import { threadUsage, type ThreadUsage } from '../cli/bench/proc-cpu.ts';
 import { initKeys } from '../cli/commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../crypto/key-set.ts';
 import { startMerchantPart, startOpalNode, startPaymentPart, startShop, type Cardholder } from './world.ts';
@@ -86,20 +86,20 @@ export async function startWorldHalf(spec: WorldHalfSpec): Promise<WorldHalf> {
 
 /** The main thread's handle on a half: in a worker thread, or (inWorker false) in this thread. */
 export interface WorldHalfHandle extends WorldHalf {
-  /** CPU ms of the thread running this half (NaN in this thread: the caller measures its own thread). */
-  cpuMs(): Promise<number>;
+  /** CPU and run-queue wait ms of the thread running this half (NaN in this thread: the caller measures its own). */
+  usage(): Promise<ThreadUsage>;
 }
 
 export async function runWorldHalf(spec: WorldHalfSpec, inWorker: boolean): Promise<WorldHalfHandle> {
   if (!inWorker) {
     const h = await startWorldHalf(spec);
-    return { ...h, cpuMs: async () => NaN };
+    return { ...h, usage: async () => ({ cpuMs: NaN, waitMs: NaN }) };
   }
   const w = await startBenchWorker<WorldHalf['urls']>(import.meta.url, { opalWorldHalf: spec });
   return {
     urls: w.ready,
     cardholders: (prefix, count) => w.call<Cardholder[]>('cardholders', { prefix, count }),
-    cpuMs: () => w.call<number>('usage'),
+    usage: () => w.call<ThreadUsage>('usage'),
     close: () => w.stop(),
   };
 }
@@ -112,7 +112,7 @@ if (asWorker) {
       const a = arg as { prefix: string; count: number };
       return h.cardholders(a.prefix, a.count);
     },
-    usage: () => threadCpuMs(),
+    usage: () => threadUsage(),
     stop: () => h.close(),
   });
 }

@@ -6,7 +6,8 @@
 // generator in the main thread, as separate programs would use the cores; 'shop-opal' runs the shop (payment
 // server + merchant) in one worker thread and OPAL in another; 'opal-main' keeps OPAL in the main thread; 'same'
 // runs everything in the main thread (src/opal/world-worker.ts). Beside the rates, each thread's
-// CPU time per purchase. Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
+// CPU time per purchase; under the OPAL runs, the machine's busy/idle/stolen shares and the share of the run
+// each thread was ready to run but waited for a vCPU (its run-queue wait, /proc/thread-self/schedstat). Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
 // if not installed; measured in a child Node with --openssl-legacy-provider when this one lacks it). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
 // (EmulatorChannel, no OPAL, no sealing), so the ratio is what OPAL (its HTTP hop, HSM sealing, card store,
@@ -30,12 +31,14 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
 import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, type MachineCpuTicks } from './machine-cpu.ts';
-import { threadCpuMs } from './proc-cpu.ts';
+import { threadUsage, type ThreadUsage } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
 import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 500;
+/** A thread with no part running in it: nothing to read. */
+const NOT_MEASURED: ThreadUsage = { cpuMs: NaN, waitMs: NaN };
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 
 type Threads = 'split' | 'shop-opal' | 'opal-main' | 'same';
@@ -50,13 +53,18 @@ const WHERE: Record<Threads, string> = {
 /** The threads whose CPU time is reported: the main thread, and the worker threads the servers run in. */
 const CPU_THREADS = ['main', 'payment', 'merchant', 'shop', 'opal'] as const;
 
-/** CPU ms per purchase of each thread over one run (NaN for a thread not measured, or not a thread of its own). */
+/**
+ * Per thread over one run (NaN for a thread not measured, or not a thread of its own): CPU ms per purchase, or
+ * (ThreadWait) the share of the run, in %, the thread was ready to run but waited for a free vCPU.
+ */
 type ThreadCpu = Record<(typeof CPU_THREADS)[number], number>;
+type ThreadWait = ThreadCpu;
 
 interface Measured {
   perSec: number;
   lat: LatencySummary;
   cpu: ThreadCpu;
+  wait: ThreadWait;
   /** The whole machine's CPU ticks over the OPAL run's measured windows (busy, idle, stolen). */
   machine: MachineCpuTicks;
   warm: WarmUp;
@@ -68,7 +76,7 @@ interface Measured {
   firstFailure: string;
   valueOk: boolean;
   /** The same OPAL purchase with more cardholders at once (the servers' throughput when not waiting on latency). */
-  capacity?: { concurrency: number; perSec: number; lat: LatencySummary; cpu: ThreadCpu; machine: MachineCpuTicks };
+  capacity?: { concurrency: number; perSec: number; lat: LatencySummary; cpu: ThreadCpu; wait: ThreadWait; machine: MachineCpuTicks };
 }
 
 /**
@@ -106,16 +114,20 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     // Tallies of measured runs: rate while all the run's cardholders were busy (runConcurrently's busy window,
     // without the drain at the end), latencies, and each thread's CPU per purchase (the main thread's own, and
     // each worker's as it reports it).
-    const cpuNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadCpuMs() : (parts[t]?.cpuMs() ?? NaN))));
-    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), machine: NO_TICKS });
+    const usageNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadUsage() : (parts[t]?.usage() ?? NOT_MEASURED))));
+    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, wallMs: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), waitMs: CPU_THREADS.map(() => 0), machine: NO_TICKS });
     type Tally = ReturnType<typeof newTally>;
     const measureInto = async (t: Tally, count: number, fn: (w: number) => Promise<void>, callers = concurrency): Promise<Tally> => {
-      const cpu0 = await cpuNow();
+      const use0 = await usageNow();
       const machine0 = machineCpuNow();
       const run = await runConcurrently(count, callers, fn);
       t.machine = addWindow(t.machine, machine0, machineCpuNow());
-      const cpu1 = await cpuNow();
-      cpu1.forEach((c, i) => (t.cpuMs[i]! += c - cpu0[i]!));
+      const use1 = await usageNow();
+      use1.forEach((u, i) => {
+        t.cpuMs[i]! += u.cpuMs - use0[i]!.cpuMs;
+        t.waitMs[i]! += u.waitMs - use0[i]!.waitMs;
+      });
+      t.wallMs += run.elapsedMs;
       t.busyCount += run.busyCount;
       t.busyMs += run.busyMs;
       t.count += count;
@@ -126,6 +138,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       perSec: (t.busyCount * 1000) / t.busyMs,
       lat: summarize(t.samples),
       cpu: Object.fromEntries(CPU_THREADS.map((k, i) => [k, t.cpuMs[i]! / t.count])) as ThreadCpu,
+      wait: Object.fromEntries(CPU_THREADS.map((k, i) => [k, (100 * t.waitMs[i]!) / t.wallMs])) as ThreadWait,
       machine: t.machine,
     });
 
@@ -240,6 +253,13 @@ const cpuText = (c: ThreadCpu): string =>
     .map((k) => `${k} ${fmt(c[k])}`)
     .join(', ');
 
+/** The run-queue wait line under a run, or undefined when no thread's wait could be read. */
+function waitText(w: ThreadWait): string | undefined {
+  const known = CPU_THREADS.filter((k) => Number.isFinite(w[k]));
+  if (!known.length) return undefined;
+  return `(the share of the run each thread was ready to run but waited for a vCPU: ${known.map((k) => `${k} ${w[k].toFixed(0)}%`).join(', ')})`;
+}
+
 function report(ctx: BenchContext, name: string, m: Measured, total: number, concurrency: number, threads: Threads, target?: number): { figures: Record<string, number | boolean>; lines: string[] } {
   const ratio = m.floorPerSec / m.perSec;
   const met = target === undefined ? undefined : m.perSec >= target && m.failures === 0 && m.valueOk;
@@ -252,11 +272,15 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
   const machine = machineSharesText(m.machine);
   if (machine) lines.push(`      (the machine's vCPUs during this run: ${machine})`);
+  const wait = waitText(m.wait);
+  if (wait) lines.push(`      ${wait}`);
   if (m.capacity) {
     const c = m.capacity;
     lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
     const capMachine = machineSharesText(c.machine);
     if (capMachine) lines.push(`      (the machine's vCPUs during this run: ${capMachine})`);
+    const capWait = waitText(c.wait);
+    if (capWait) lines.push(`      ${capWait}`);
   }
   lines.push(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
   if (target !== undefined) lines.push(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
@@ -273,6 +297,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
           [`${name}.floorCpuMs.${k}`, Number(m.floorCpu[k].toFixed(3))],
         ]),
     ),
+    ...Object.fromEntries(CPU_THREADS.filter((k) => Number.isFinite(m.wait[k])).map((k) => [`${name}.waitPct.${k}`, Number(m.wait[k].toFixed(1))])),
     [`${name}.floorPerSec`]: Math.round(m.floorPerSec),
     [`${name}.floorP99Ms`]: Number(m.floorLat.p99Ms.toFixed(2)),
     [`${name}.ratioToFloor`]: Number(ratio.toFixed(2)),

@@ -1,5 +1,6 @@
 // CPU time (user + system) of a thread or process from Linux /proc, for the benchmarks' CPU figures: the
-// calling thread, this process's main thread, another process (e.g. a PKCS#11 session process).
+// calling thread, this process's main thread, another process (e.g. a PKCS#11 session process); and how long
+// the calling thread was ready to run but waited for a free CPU (its run-queue wait, /proc schedstat).
 
 import { readFileSync } from 'node:fs';
 
@@ -17,6 +18,36 @@ function statCpuMs(path: string): number | undefined {
 /** The calling thread's CPU time in ms (NaN where /proc/thread-self is not available). */
 export function threadCpuMs(): number {
   return statCpuMs('/proc/thread-self/stat') ?? NaN;
+}
+
+/**
+ * Run-queue wait in ms from a /proc schedstat line ("<on-CPU ns> <run-queue wait ns> <timeslices>"): the time
+ * the task was ready to run while the scheduler ran something else; undefined when the line is not that.
+ */
+export function parseSchedstatWaitMs(line: string): number | undefined {
+  const f = line.trim().split(/\s+/);
+  if (f.length < 3 || !f.every((x) => /^\d+$/.test(x))) return undefined;
+  return Number(f[1]) / 1e6;
+}
+
+/** The calling thread's run-queue wait in ms so far (NaN where /proc/thread-self/schedstat is not available). */
+export function threadRunQueueWaitMs(): number {
+  try {
+    return parseSchedstatWaitMs(readFileSync('/proc/thread-self/schedstat', 'utf8')) ?? NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** What a thread has spent so far: CPU time, and run-queue wait (ms; NaN where /proc cannot tell). */
+export interface ThreadUsage {
+  readonly cpuMs: number;
+  readonly waitMs: number;
+}
+
+/** The calling thread's CPU time and run-queue wait so far. */
+export function threadUsage(): ThreadUsage {
+  return { cpuMs: threadCpuMs(), waitMs: threadRunQueueWaitMs() };
 }
 
 /** This process's main thread's CPU time in ms (undefined where /proc is not available). */
