@@ -112,8 +112,8 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       requestJson<T>(url, { ...(body ? { body } : {}), ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}) });
     const order = async () => (await call<{ payUrl: string }>(`${merchantUrl}/api/orders`, { items: [{ sku: 'cent', quantity: 1 }] })).payUrl;
     // Tallies of measured runs: rate while all the run's cardholders were busy (runConcurrently's busy window,
-    // without the drain at the end), latencies, and each thread's CPU per purchase (the main thread's own, and
-    // each worker's as it reports it).
+    // without the drain at the end), latencies, and each thread's CPU per purchase and run-queue wait over the
+    // whole run, drain included (the main thread's own, and each worker's as it reports it).
     const usageNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadUsage() : (parts[t]?.usage() ?? NOT_MEASURED))));
     const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, wallMs: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), waitMs: CPU_THREADS.map(() => 0), machine: NO_TICKS });
     type Tally = ReturnType<typeof newTally>;
