@@ -11,7 +11,7 @@ import type { Hsm } from '../../hsm-bridge/hsm.ts';
 import { Pkcs11Hsm } from '../../hsm-bridge/pkcs11/pkcs11-hsm.ts';
 import { SoftwareHsm } from '../../hsm-bridge/software/software-hsm.ts';
 import { serveBenchWorker, startBenchWorker } from '../cli/bench/payment-server-worker.ts';
-import { threadUsage, type ThreadUsage } from '../cli/bench/proc-cpu.ts';
+import { threadUsage, UNMEASURED_USAGE, type ThreadUsage } from '../cli/bench/proc-cpu.ts';
 import { initKeys } from '../cli/commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../crypto/key-set.ts';
 import { startMerchantPart, startOpalNode, startPaymentPart, startShop, type Cardholder } from './world.ts';
@@ -93,7 +93,7 @@ export interface WorldHalfHandle extends WorldHalf {
 export async function runWorldHalf(spec: WorldHalfSpec, inWorker: boolean): Promise<WorldHalfHandle> {
   if (!inWorker) {
     const h = await startWorldHalf(spec);
-    return { ...h, usage: async () => ({ cpuMs: NaN, waitMs: NaN }) };
+    return { ...h, usage: async () => UNMEASURED_USAGE };
   }
   const w = await startBenchWorker<WorldHalf['urls']>(import.meta.url, { opalWorldHalf: spec });
   return {

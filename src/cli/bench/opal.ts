@@ -31,14 +31,12 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
 import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, type MachineCpuTicks } from './machine-cpu.ts';
-import { threadUsage, type ThreadUsage } from './proc-cpu.ts';
+import { threadUsage, UNMEASURED_USAGE } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
 import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
 
 const TARGET_PER_SEC = 500;
-/** A thread with no part running in it: nothing to read. */
-const NOT_MEASURED: ThreadUsage = { cpuMs: NaN, waitMs: NaN };
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 
 type Threads = 'split' | 'shop-opal' | 'opal-main' | 'same';
@@ -114,7 +112,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     // Tallies of measured runs: rate while all the run's cardholders were busy (runConcurrently's busy window,
     // without the drain at the end), latencies, and each thread's CPU per purchase and run-queue wait over the
     // whole run, drain included (the main thread's own, and each worker's as it reports it).
-    const usageNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadUsage() : (parts[t]?.usage() ?? NOT_MEASURED))));
+    const usageNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadUsage() : (parts[t]?.usage() ?? UNMEASURED_USAGE))));
     const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, wallMs: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), waitMs: CPU_THREADS.map(() => 0), machine: NO_TICKS });
     type Tally = ReturnType<typeof newTally>;
     const measureInto = async (t: Tally, count: number, fn: (w: number) => Promise<void>, callers = concurrency): Promise<Tally> => {

@@ -45,6 +45,9 @@ export interface ThreadUsage {
   readonly waitMs: number;
 }
 
+/** The usage of a thread that cannot be read from here (not a thread of its own, or not measured). */
+export const UNMEASURED_USAGE: ThreadUsage = { cpuMs: NaN, waitMs: NaN };
+
 /** The calling thread's CPU time and run-queue wait so far. */
 export function threadUsage(): ThreadUsage {
   return { cpuMs: threadCpuMs(), waitMs: threadRunQueueWaitMs() };
