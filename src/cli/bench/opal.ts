@@ -258,6 +258,13 @@ function waitText(w: ThreadWait): string | undefined {
   return `(the share of the run each thread was ready to run but waited for a vCPU: ${known.map((k) => `${k} ${w[k].toFixed(0)}%`).join(', ')})`;
 }
 
+/** The lines under an OPAL run: the machine's busy/idle/stolen shares and the threads' waits, where known. */
+function runNotes(r: { machine: MachineCpuTicks; wait: ThreadWait }): string[] {
+  const machine = machineSharesText(r.machine);
+  const wait = waitText(r.wait);
+  return [...(machine ? [`      (the machine's vCPUs during this run: ${machine})`] : []), ...(wait ? [`      ${wait}`] : [])];
+}
+
 function report(ctx: BenchContext, name: string, m: Measured, total: number, concurrency: number, threads: Threads, target?: number): { figures: Record<string, number | boolean>; lines: string[] } {
   const ratio = m.floorPerSec / m.perSec;
   const met = target === undefined ? undefined : m.perSec >= target && m.failures === 0 && m.valueOk;
@@ -268,17 +275,11 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   lines.push(`      (${warmUpText(m.floorWarm, 'purchases')})`);
   lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
   lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
-  const machine = machineSharesText(m.machine);
-  if (machine) lines.push(`      (the machine's vCPUs during this run: ${machine})`);
-  const wait = waitText(m.wait);
-  if (wait) lines.push(`      ${wait}`);
+  lines.push(...runNotes(m));
   if (m.capacity) {
     const c = m.capacity;
     lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
-    const capMachine = machineSharesText(c.machine);
-    if (capMachine) lines.push(`      (the machine's vCPUs during this run: ${capMachine})`);
-    const capWait = waitText(c.wait);
-    if (capWait) lines.push(`      ${capWait}`);
+    lines.push(...runNotes(c));
   }
   lines.push(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
   if (target !== undefined) lines.push(`    target >= ${target} purchases/s, no failure, value conserved: ${met ? 'met' : 'NOT met'}`);
