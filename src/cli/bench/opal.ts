@@ -6,7 +6,8 @@
 // generator in the main thread, as separate programs would use the cores; 'shop-opal' runs the shop (payment
 // server + merchant) in one worker thread and OPAL in another; 'opal-main' keeps OPAL in the main thread; 'same'
 // runs everything in the main thread (src/opal/world-worker.ts). Beside the rates, each thread's
-// CPU time per purchase; under the OPAL runs, the machine's busy/idle/stolen shares and the share of the run
+// CPU time per purchase, and the rest of the process's ("other threads": V8's compiler and garbage-collector
+// helpers, libuv's pool, whatever else the process ran); under the OPAL runs, the machine's busy/idle/stolen shares and the share of the run
 // each thread was ready to run but waited for a vCPU (its run-queue wait, /proc/thread-self/schedstat). Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
 // if not installed; measured in a child Node with --openssl-legacy-provider when this one lacks it). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
@@ -31,7 +32,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
 import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, type MachineCpuTicks } from './machine-cpu.ts';
-import { threadUsage, UNMEASURED_USAGE } from './proc-cpu.ts';
+import { ownProcessCpuMs, threadUsage, UNMEASURED_USAGE } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
 import type { BenchContext, BenchFigures as Figures, BenchSuite } from './suite.ts';
@@ -48,15 +49,26 @@ const WHERE: Record<Threads, string> = {
   same: 'everything in the main thread',
 };
 
-/** The threads whose CPU time is reported: the main thread, and the worker threads the servers run in. */
+/** The threads measured one by one: the main thread, and the worker threads the servers run in. */
 const CPU_THREADS = ['main', 'payment', 'merchant', 'shop', 'opal'] as const;
+/** What the CPU figures name: those threads, then the rest of the process ('other'). */
+const CPU_PARTS = [...CPU_THREADS, 'other'] as const;
+const PART_LABEL: Partial<Record<(typeof CPU_PARTS)[number], string>> = { other: 'other threads' };
+
+/** Per part over one run (NaN for a thread not measured, or not a thread of its own): CPU ms per purchase. */
+type ThreadCpu = Record<(typeof CPU_PARTS)[number], number>;
+/** Per measured thread over one run: the share of the run, in %, it was ready to run but waited for a free vCPU. */
+type ThreadWait = Record<(typeof CPU_THREADS)[number], number>;
 
 /**
- * Per thread over one run (NaN for a thread not measured, or not a thread of its own): CPU ms per purchase, or
- * (ThreadWait) the share of the run, in %, the thread was ready to run but waited for a free vCPU.
+ * CPU ms per purchase of each measured thread, and of the rest of the process: its whole CPU time less what
+ * the measured threads used (V8's helper threads, libuv's pool).
  */
-type ThreadCpu = Record<(typeof CPU_THREADS)[number], number>;
-type ThreadWait = ThreadCpu;
+export function cpuPerPurchase(threadMs: readonly number[], processMs: number, purchases: number): ThreadCpu {
+  const measured = threadMs.reduce((sum, ms) => (Number.isFinite(ms) ? sum + ms : sum), 0);
+  const parts = [...threadMs, processMs - measured];
+  return Object.fromEntries(CPU_PARTS.map((k, i) => [k, parts[i]! / purchases])) as ThreadCpu;
+}
 
 interface Measured {
   perSec: number;
@@ -113,13 +125,15 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     // without the drain at the end), latencies, and each thread's CPU per purchase and run-queue wait over the
     // whole run, drain included (the main thread's own, and each worker's as it reports it).
     const usageNow = () => Promise.all(CPU_THREADS.map((t) => (t === 'main' ? threadUsage() : (parts[t]?.usage() ?? UNMEASURED_USAGE))));
-    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, wallMs: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), waitMs: CPU_THREADS.map(() => 0), machine: NO_TICKS });
+    const newTally = () => ({ busyCount: 0, busyMs: 0, count: 0, wallMs: 0, samples: [] as number[], cpuMs: CPU_THREADS.map(() => 0), waitMs: CPU_THREADS.map(() => 0), processMs: 0, machine: NO_TICKS });
     type Tally = ReturnType<typeof newTally>;
     const measureInto = async (t: Tally, count: number, fn: (w: number) => Promise<void>, callers = concurrency): Promise<Tally> => {
       const use0 = await usageNow();
+      const process0 = ownProcessCpuMs();
       const machine0 = machineCpuNow();
       const run = await runConcurrently(count, callers, fn);
       t.machine = addWindow(t.machine, machine0, machineCpuNow());
+      t.processMs += ownProcessCpuMs() - process0;
       const use1 = await usageNow();
       use1.forEach((u, i) => {
         t.cpuMs[i]! += u.cpuMs - use0[i]!.cpuMs;
@@ -135,7 +149,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     const result = (t: Tally) => ({
       perSec: (t.busyCount * 1000) / t.busyMs,
       lat: summarize(t.samples),
-      cpu: Object.fromEntries(CPU_THREADS.map((k, i) => [k, t.cpuMs[i]! / t.count])) as ThreadCpu,
+      cpu: cpuPerPurchase(t.cpuMs, t.processMs, t.count),
       wait: Object.fromEntries(CPU_THREADS.map((k, i) => [k, (100 * t.waitMs[i]!) / t.wallMs])) as ThreadWait,
       machine: t.machine,
     });
@@ -246,9 +260,9 @@ function softHsmHalfInChild(ctx: BenchContext): Figures {
 }
 
 const cpuText = (c: ThreadCpu): string =>
-  CPU_THREADS
+  CPU_PARTS
     .filter((k) => Number.isFinite(c[k]))
-    .map((k) => `${k} ${fmt(c[k])}`)
+    .map((k) => `${PART_LABEL[k] ?? k} ${fmt(c[k])}`)
     .join(', ');
 
 /** The run-queue wait line under a run, or undefined when no thread's wait could be read. */
@@ -289,7 +303,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
     [`${name}.p50Ms`]: Number(m.lat.medianMs.toFixed(2)),
     [`${name}.p99Ms`]: Number(m.lat.p99Ms.toFixed(2)),
     ...Object.fromEntries(
-      CPU_THREADS
+      CPU_PARTS
         .filter((k) => Number.isFinite(m.cpu[k]))
         .flatMap((k) => [
           [`${name}.cpuMs.${k}`, Number(m.cpu[k].toFixed(3))],

@@ -1,6 +1,7 @@
-// CPU time (user + system) of a thread or process from Linux /proc, for the benchmarks' CPU figures: the
-// calling thread, this process's main thread, another process (e.g. a PKCS#11 session process); and how long
-// the calling thread was ready to run but waited for a free CPU (its run-queue wait, /proc schedstat).
+// CPU time (user + system) of a thread or process, for the benchmarks' CPU figures: the calling thread, this
+// process's main thread, this whole process (every thread: the servers' threads and V8's and libuv's helpers),
+// another process (e.g. a PKCS#11 session process); and how long the calling thread was ready to run but waited
+// for a free CPU (its run-queue wait). Linux /proc, except for this whole process (getrusage).
 
 import { readFileSync } from 'node:fs';
 
@@ -21,22 +22,13 @@ export function threadCpuMs(): number {
 }
 
 /**
- * Run-queue wait in ms from a /proc schedstat line ("<on-CPU ns> <run-queue wait ns> <timeslices>"): the time
- * the task was ready to run while the scheduler ran something else; undefined when the line is not that.
+ * A /proc schedstat line ("<on-CPU ns> <run-queue wait ns> <timeslices>") in ms: the time the task ran, and
+ * the time it was ready to run while the scheduler ran something else; undefined when the line is not that.
  */
-export function parseSchedstatWaitMs(line: string): number | undefined {
+export function parseSchedstat(line: string): ThreadUsage | undefined {
   const f = line.trim().split(/\s+/);
   if (f.length < 3 || !f.every((x) => /^\d+$/.test(x))) return undefined;
-  return Number(f[1]) / 1e6;
-}
-
-/** The calling thread's run-queue wait in ms so far (NaN where /proc/thread-self/schedstat is not available). */
-export function threadRunQueueWaitMs(): number {
-  try {
-    return parseSchedstatWaitMs(readFileSync('/proc/thread-self/schedstat', 'utf8')) ?? NaN;
-  } catch {
-    return NaN;
-  }
+  return { cpuMs: Number(f[0]) / 1e6, waitMs: Number(f[1]) / 1e6 };
 }
 
 /** What a thread has spent so far: CPU time, and run-queue wait (ms; NaN where /proc cannot tell). */
@@ -48,9 +40,24 @@ export interface ThreadUsage {
 /** The usage of a thread that cannot be read from here (not a thread of its own, or not measured). */
 export const UNMEASURED_USAGE: ThreadUsage = { cpuMs: NaN, waitMs: NaN };
 
-/** The calling thread's CPU time and run-queue wait so far. */
+/**
+ * The calling thread's CPU time and run-queue wait so far, both from its schedstat (ns, so a short run's CPU is
+ * not rounded to 10 ms ticks as in stat); where there is no schedstat, CPU from stat and the wait NaN.
+ */
 export function threadUsage(): ThreadUsage {
-  return { cpuMs: threadCpuMs(), waitMs: threadRunQueueWaitMs() };
+  try {
+    const u = parseSchedstat(readFileSync('/proc/thread-self/schedstat', 'utf8'));
+    if (u) return u;
+  } catch {
+    // no schedstat (kernel without CONFIG_SCHEDSTATS, or not Linux)
+  }
+  return { cpuMs: threadCpuMs(), waitMs: NaN };
+}
+
+/** This whole process's CPU time in ms so far: every thread of it, live or ended (getrusage, µs). */
+export function ownProcessCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 /** This process's main thread's CPU time in ms (undefined where /proc is not available). */

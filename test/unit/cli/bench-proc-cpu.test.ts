@@ -1,22 +1,26 @@
-// The benches' per-thread figures from /proc (src/cli/bench/proc-cpu.ts): the run-queue wait of a schedstat
-// line (time ready to run while the scheduler ran something else), and the calling thread's CPU and wait.
+// The benches' per-thread figures (src/cli/bench/proc-cpu.ts): a schedstat line's on-CPU time and run-queue wait
+// (time ready to run while the scheduler ran something else), the calling thread's CPU and wait, and this whole
+// process's CPU, other threads included; and how `bench opal` splits the process's CPU per purchase.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { parseSchedstatWaitMs, threadUsage } from '../../../src/cli/bench/proc-cpu.ts';
+import { cpuPerPurchase } from '../../../src/cli/bench/opal.ts';
+import { ownProcessCpuMs, parseSchedstat, threadUsage } from '../../../src/cli/bench/proc-cpu.ts';
 
-describe('parseSchedstatWaitMs', () => {
-  it('reads the second field (run-queue wait, ns) as ms', () => {
-    expect(parseSchedstatWaitMs('7070405866 4771089565 7362\n')).toBeCloseTo(4771.089565, 6);
-    expect(parseSchedstatWaitMs('0 93586 1')).toBeCloseTo(0.093586, 9);
+describe('parseSchedstat', () => {
+  it('reads the first field (on-CPU, ns) and the second (run-queue wait, ns) as ms', () => {
+    const u = parseSchedstat('7070405866 4771089565 7362\n')!;
+    expect(u.cpuMs).toBeCloseTo(7070.405866, 6);
+    expect(u.waitMs).toBeCloseTo(4771.089565, 6);
+    expect(parseSchedstat('0 93586 1')).toEqual({ cpuMs: 0, waitMs: 0.093586 });
   });
 
   it('refuses a line that is not three counters', () => {
-    expect(parseSchedstatWaitMs('')).toBeUndefined();
-    expect(parseSchedstatWaitMs('12 34')).toBeUndefined();
-    expect(parseSchedstatWaitMs('12 x 5')).toBeUndefined();
-    expect(parseSchedstatWaitMs('-1 2 3')).toBeUndefined();
+    expect(parseSchedstat('')).toBeUndefined();
+    expect(parseSchedstat('12 34')).toBeUndefined();
+    expect(parseSchedstat('12 x 5')).toBeUndefined();
+    expect(parseSchedstat('-1 2 3')).toBeUndefined();
   });
 });
 
@@ -33,7 +37,8 @@ describe('threadUsage', () => {
     const b = threadUsage();
     expect(x).not.toBe(1);
     if (process.platform !== 'linux') return expect(Number.isNaN(a.waitMs)).toBe(true);
-    expect(b.cpuMs - a.cpuMs).toBeGreaterThanOrEqual(50); // tick-based (10 ms)
+    expect(b.cpuMs - a.cpuMs).toBeGreaterThanOrEqual(50);
+    expect(b.cpuMs - a.cpuMs).not.toBe(Math.round((b.cpuMs - a.cpuMs) / 10) * 10); // schedstat's ns, not stat's 10 ms ticks
     expect(b.waitMs).toBeGreaterThanOrEqual(a.waitMs);
   });
 
@@ -49,5 +54,31 @@ describe('threadUsage', () => {
     } finally {
       await Promise.all(hogs.map((w) => w.terminate()));
     }
+  });
+});
+
+describe('ownProcessCpuMs', () => {
+  it("counts another thread's CPU, which the calling thread's own figure does not", async () => {
+    // A worker does a fixed amount of work (100 ms of CPU or more) while this thread waits for it.
+    const worker = new Worker('let x = 0; for (let i = 0; i < 1.5e8; i++) x = (x + i) | 0; require("node:worker_threads").parentPort.postMessage(x);', { eval: true });
+    const p0 = ownProcessCpuMs();
+    const t0 = threadUsage();
+    await new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject));
+    const processMs = ownProcessCpuMs() - p0;
+    const self = threadUsage().cpuMs - t0.cpuMs;
+    await worker.terminate();
+    expect(processMs - self).toBeGreaterThanOrEqual(50);
+  });
+});
+
+describe('cpuPerPurchase (bench opal)', () => {
+  it('gives each measured thread its share, and the rest of the process as other threads', () => {
+    // main, payment, merchant, shop (not a thread of its own here), opal; the process used 1,000 ms in all.
+    const c = cpuPerPurchase([100, 300, 200, NaN, 320], 1000, 100);
+    expect(c).toEqual({ main: 1, payment: 3, merchant: 2, shop: NaN, opal: 3.2, other: 0.8 });
+  });
+
+  it('gives the other threads nothing when the measured threads used all of it', () => {
+    expect(cpuPerPurchase([500, NaN, NaN, NaN, NaN], 500, 10).other).toBe(0);
   });
 });
