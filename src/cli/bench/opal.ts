@@ -7,8 +7,9 @@
 // server + merchant) in one worker thread and OPAL in another; 'opal-main' keeps OPAL in the main thread; 'same'
 // runs everything in the main thread (src/opal/world-worker.ts). Beside the rates, each thread's
 // CPU time per purchase, and the rest of the process's ("other threads": V8's compiler and garbage-collector
-// helpers, libuv's pool, whatever else the process ran); under the OPAL runs, the machine's busy/idle/stolen shares and the share of the run
-// each thread was ready to run but waited for a vCPU (its run-queue wait, /proc/thread-self/schedstat). Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
+// helpers, libuv's pool, whatever else the process ran); under the OPAL runs, the machine's busy/idle/stolen
+// shares and the share of the run each thread was ready to run but waited for a vCPU (its run-queue wait,
+// /proc/thread-self/schedstat). Backends: the software HSM (in memory) and SoftHSM2 (PKCS#11, throw-away token; skipped
 // if not installed; measured in a child Node with --openssl-legacy-provider when this one lacks it). The floor, measured in the same run against the same payment + merchant servers with the
 // same concurrency: the same purchase by the client library over an in-process card channel in the main thread
 // (EmulatorChannel, no OPAL, no sealing), so the ratio is what OPAL (its HTTP hop, HSM sealing, card store,
