@@ -16,7 +16,7 @@ import { parsePaymentConfig } from '../../server/payment/config.ts';
 import { createPaymentServer } from '../../server/payment/server.ts';
 import type { PaymentVariant } from '../../protocol/payment-messages.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
-import { threadCpuMs } from './proc-cpu.ts';
+import { threadUsage } from './proc-cpu.ts';
 
 export interface BenchMerchantSpec {
   readonly id: string;
@@ -67,7 +67,7 @@ export async function startBenchServer(spec: BenchServerSpec): Promise<BenchServ
   return {
     url,
     async usage() {
-      return { cpuMs: threadCpuMs(), ...server.pool.stats };
+      return { cpuMs: threadUsage().cpuMs, ...server.pool.stats };
     },
     stop() {
       held ??= (async () => {

@@ -14,6 +14,7 @@ import { PSAM_MAX_CAPACITY } from '../../../card-applet-sim/applets/psam/psam-ap
 import { createServerApp, listen } from '../../server/app.ts';
 import { poster, startCardholders } from './payment-cardholders.ts';
 import { startBenchServer, startBenchServerInWorker, type BenchMerchantSpec, type BenchServerSpec } from './payment-server-worker.ts';
+import { ownProcessCpuMs } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText } from './stats.ts';
 import type { BenchSuite } from './suite.ts';
 
@@ -36,12 +37,6 @@ const CASES: readonly BenchCase[] = [
   { label: 'merchant compare (FIG. 8)', key: 'merchantCompare', merchant: { id: 'BENCH-MC', variant: 'merchant-compare', encrypted: false } },
   { label: 'standard + FIG. 9 encryption', key: 'encrypted', merchant: { id: 'BENCH-ENC', variant: 'standard', encrypted: true } },
 ];
-
-/** CPU time of the whole process (both threads) in ms. */
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
 
 export const paymentBench: BenchSuite = {
   name: 'payment',
@@ -67,9 +62,9 @@ export const paymentBench: BenchSuite = {
       await echoPost('/echo', payload);
     };
     const floorWarm = await warmUntilSteady(async (n) => (await runConcurrently(n, concurrency, pair)).elapsedMs, { roundSize: 1000 });
-    const floorCpu0 = cpuMs();
+    const floorCpu0 = ownProcessCpuMs();
     const floor = await runConcurrently(total, concurrency, pair);
-    const floorCpuMs = (cpuMs() - floorCpu0) / total;
+    const floorCpuMs = (ownProcessCpuMs() - floorCpu0) / total;
     await echo.close();
 
     // The payment server, on its own thread (PURSELAB_BENCH_SAME_THREAD=1: in this thread); the cardholders in
@@ -85,7 +80,7 @@ export const paymentBench: BenchSuite = {
       const measure = async (c: BenchCase, count: number) => {
         // Until the rate stops improving (V8's optimizing compiler done); the headline variant longer than the others.
         const warm = await warmUntilSteady(async (n) => (await holders.run(c.merchant, n)).elapsedMs, c.key ? { roundSize: 250, maxRounds: 4 } : { roundSize: 1000 });
-        const cpu0 = cpuMs();
+        const cpu0 = ownProcessCpuMs();
         const u0 = await server.usage();
         const run = await holders.run(c.merchant, count);
         const u1 = await server.usage();
@@ -97,7 +92,7 @@ export const paymentBench: BenchSuite = {
           warm,
           perSec: (done * 1000) / run.elapsedMs,
           lat,
-          cpuMsPer: (cpuMs() - cpu0) / done,
+          cpuMsPer: (ownProcessCpuMs() - cpu0) / done,
           serverCpuMsPer: sameThread ? NaN : (u1.cpuMs - u0.cpuMs) / done,
           waitedShare: (u1.waited - u0.waited) / Math.max(1, u1.acquires - u0.acquires),
           meanWaitMs: (u1.waitMs - u0.waitMs) / Math.max(1, u1.waited - u0.waited),

@@ -16,11 +16,6 @@ function statCpuMs(path: string): number | undefined {
   }
 }
 
-/** The calling thread's CPU time in ms (NaN where /proc/thread-self is not available). */
-export function threadCpuMs(): number {
-  return statCpuMs('/proc/thread-self/stat') ?? NaN;
-}
-
 /**
  * A /proc schedstat line ("<on-CPU ns> <run-queue wait ns> <timeslices>") in ms: the time the task ran, and
  * the time it was ready to run while the scheduler ran something else; undefined when the line is not that.
@@ -51,7 +46,7 @@ export function threadUsage(): ThreadUsage {
   } catch {
     // no schedstat (kernel without CONFIG_SCHEDSTATS, or not Linux)
   }
-  return { cpuMs: threadCpuMs(), waitMs: NaN };
+  return { cpuMs: statCpuMs('/proc/thread-self/stat') ?? NaN, waitMs: NaN };
 }
 
 /** This whole process's CPU time in ms so far: every thread of it, live or ended (getrusage, µs). */
