@@ -33,6 +33,7 @@ import { loadIssuerKeySet } from '../../crypto/key-set.ts';
 import { EmulatorChannel } from '../../transport/emulator-channel.ts';
 import { runWorldHalf, type HsmSpec, type WorldHalfHandle, type WorldHalfSpec } from '../../opal/world-worker.ts';
 import { addWindow, machineCpuNow, machineShares, machineSharesText, NO_TICKS, type MachineCpuTicks } from './machine-cpu.ts';
+import { CPU_PARTS, CPU_THREADS, cpuPerPurchase, cpuText, waitText, type ThreadCpu, type ThreadWait } from './opal-cpu.ts';
 import { ownProcessCpuMs, threadUsage, UNMEASURED_USAGE } from './proc-cpu.ts';
 import { fmt, runConcurrently, summarize, warmUntilSteady, warmUpText, type LatencySummary, type WarmUp } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
@@ -49,27 +50,6 @@ const WHERE: Record<Threads, string> = {
   'opal-main': 'shop in a worker thread, OPAL in the main thread',
   same: 'everything in the main thread',
 };
-
-/** The threads measured one by one: the main thread, and the worker threads the servers run in. */
-const CPU_THREADS = ['main', 'payment', 'merchant', 'shop', 'opal'] as const;
-/** What the CPU figures name: those threads, then the rest of the process ('other'). */
-const CPU_PARTS = [...CPU_THREADS, 'other'] as const;
-const PART_LABEL: Partial<Record<(typeof CPU_PARTS)[number], string>> = { other: 'other threads' };
-
-/** Per part over one run (NaN for a thread not measured, or not a thread of its own): CPU ms per purchase. */
-type ThreadCpu = Record<(typeof CPU_PARTS)[number], number>;
-/** Per measured thread over one run: the share of the run, in %, it was ready to run but waited for a free vCPU. */
-type ThreadWait = Record<(typeof CPU_THREADS)[number], number>;
-
-/**
- * CPU ms per purchase of each measured thread, and of the rest of the process: its whole CPU time less what
- * the measured threads used (V8's helper threads, libuv's pool).
- */
-export function cpuPerPurchase(threadMs: readonly number[], processMs: number, purchases: number): ThreadCpu {
-  const measured = threadMs.reduce((sum, ms) => (Number.isFinite(ms) ? sum + ms : sum), 0);
-  const parts = [...threadMs, processMs - measured];
-  return Object.fromEntries(CPU_PARTS.map((k, i) => [k, parts[i]! / purchases])) as ThreadCpu;
-}
 
 interface Measured {
   perSec: number;
@@ -258,19 +238,6 @@ function softHsmHalfInChild(ctx: BenchContext): Figures {
   const { 'softhsm2.lines': lines, ...figures } = Object.fromEntries(Object.entries(child).filter(([k]) => k.startsWith('softhsm2.')));
   if (!ctx.json && typeof lines === 'string') for (const l of lines.split('\n')) ctx.io.out(l);
   return figures;
-}
-
-const cpuText = (c: ThreadCpu): string =>
-  CPU_PARTS
-    .filter((k) => Number.isFinite(c[k]))
-    .map((k) => `${PART_LABEL[k] ?? k} ${fmt(c[k])}`)
-    .join(', ');
-
-/** The run-queue wait line under a run, or undefined when no thread's wait could be read. */
-function waitText(w: ThreadWait): string | undefined {
-  const known = CPU_THREADS.filter((k) => Number.isFinite(w[k]));
-  if (!known.length) return undefined;
-  return `(the share of the run each thread was ready to run but waited for a vCPU: ${known.map((k) => `${k} ${w[k].toFixed(0)}%`).join(', ')})`;
 }
 
 /** The lines under an OPAL run: the machine's busy/idle/stolen shares and the threads' waits, where known. */

@@ -1,11 +1,12 @@
 // The benches' per-thread figures (src/cli/bench/proc-cpu.ts): a schedstat line's on-CPU time and run-queue wait
 // (time ready to run while the scheduler ran something else), the calling thread's CPU and wait, and this whole
-// process's CPU, other threads included; and how `bench opal` splits the process's CPU per purchase.
+// process's CPU, other threads included; and how `bench opal` splits the process's CPU per purchase and writes
+// the CPU and run-queue wait lines (src/cli/bench/opal-cpu.ts).
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { cpuPerPurchase } from '../../../src/cli/bench/opal.ts';
+import { cpuPerPurchase, cpuText, waitText } from '../../../src/cli/bench/opal-cpu.ts';
 import { ownProcessCpuMs, parseSchedstat, threadUsage } from '../../../src/cli/bench/proc-cpu.ts';
 
 describe('parseSchedstat', () => {
@@ -80,5 +81,22 @@ describe('cpuPerPurchase (bench opal)', () => {
 
   it('gives the other threads nothing when the measured threads used all of it', () => {
     expect(cpuPerPurchase([500, NaN, NaN, NaN, NaN], 500, 10).other).toBe(0);
+  });
+});
+
+describe('the CPU and wait lines (bench opal)', () => {
+  it('names each measured part in order, the rest of the process as other threads, and skips what was not measured', () => {
+    const c = cpuPerPurchase([100, 300, 200, NaN, 320], 1000, 100);
+    expect(cpuText(c)).toBe('main 1.00, payment 3.00, merchant 2.00, opal 3.20, other threads 0.800');
+  });
+
+  it('gives each thread whose wait was read its share of the run in whole percent', () => {
+    expect(waitText({ main: 12.4, payment: NaN, merchant: 18.6, shop: NaN, opal: 20 })).toBe(
+      '(the share of the run each thread was ready to run but waited for a vCPU: main 12%, merchant 19%, opal 20%)',
+    );
+  });
+
+  it('has no wait line when no thread could be read', () => {
+    expect(waitText({ main: NaN, payment: NaN, merchant: NaN, shop: NaN, opal: NaN })).toBeUndefined();
   });
 });
