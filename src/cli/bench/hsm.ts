@@ -32,7 +32,7 @@ import { cardIdToBcd, diversificationBlocks, diversifyCardKey, keyCheckValue, pa
 import { loadS1Input, verifyLoadS1, type LoadS1Fields } from '../../crypto/purse-mac.ts';
 import { DEFAULT_KEY_SET, initKeys } from '../commands/hsm-init.ts';
 import { loadIssuerKeySet } from '../../crypto/key-set.ts';
-import { mainThreadCpuMs, processCpuMs } from './proc-cpu.ts';
+import { mainThreadCpuMs, ownProcessCpuMs, processCpuMs } from './proc-cpu.ts';
 import { fmt, percentile, runTimedSlice, summarize, timeCalls } from './stats.ts';
 import { measureInLegacyChild } from './legacy-child.ts';
 import { CORES_BUSY_SHARE, LONE_CALLER_SPEEDUP_TARGET, PKCS11_BY_PROCESSES, PKCS11_OVERHEAD_TARGET, targetsVerdict } from './hsm-verdict.ts';
@@ -413,7 +413,8 @@ const SETTLE_SHARE = 0.25;
 const CALLER_COUNTS = [1, 4, 8] as const;
 
 interface CpuSample {
-  readonly cpu: NodeJS.CpuUsage;
+  /** this process's CPU ms so far, every thread */
+  readonly cpu: number;
   readonly kids: (number | undefined)[];
   readonly main: number | undefined;
   readonly machine: [number, number] | undefined;
@@ -421,7 +422,7 @@ interface CpuSample {
 }
 
 function sampleCpu(hsm: Hsm, kids: readonly number[]): CpuSample {
-  return { cpu: process.cpuUsage(), kids: kids.map(processCpuMs), main: mainThreadCpuMs(), machine: machineTicks(), modes: callModesOf(hsm) };
+  return { cpu: ownProcessCpuMs(), kids: kids.map(processCpuMs), main: mainThreadCpuMs(), machine: machineTicks(), modes: callModesOf(hsm) };
 }
 
 /** One caller count's sums over its slices. */
@@ -444,7 +445,7 @@ function newSeries(): Series {
 function addSlice(s: Series, ms: number, ops: number, a: CpuSample, b: CpuSample): void {
   s.ms += ms;
   s.ops += ops;
-  s.cpuMs += (b.cpu.user - a.cpu.user + b.cpu.system - a.cpu.system) / 1000;
+  s.cpuMs += b.cpu - a.cpu;
   s.cpuMs += a.kids.reduce<number>((t, k0, i) => t + Math.max(0, (b.kids[i] ?? 0) - (k0 ?? 0)), 0);
   s.mainMs = s.mainMs !== undefined && a.main !== undefined && b.main !== undefined ? s.mainMs + b.main - a.main : undefined;
   if (a.machine && b.machine) {
