@@ -3,8 +3,9 @@
 // timer around SimulatedCard.transmit and a do-nothing "floor" mode. startBenchCards plugs them in on the
 // bench's own thread (the default of `bench purchase`, PURSELAB_BENCH_CARDS_THREAD=main) or in a worker thread
 // of their own (=worker), as `purselab emulate` is a process of its own; the worker measures slower, since a
-// thread woken for each APDU starts colder still (docs/purse-applet.md). The timer, the APDU count and the
-// floor switch live in a SharedArrayBuffer, so reading them costs the measured thread nothing.
+// thread woken for each APDU starts colder still (docs/purse-applet.md). The timer, the APDU count, the last
+// commands' times and the floor switch live in shared memory (card-timer.ts), so reading them costs the
+// measured thread nothing.
 
 import { fileURLToPath } from 'node:url';
 import { isMainThread, workerData } from 'node:worker_threads';
@@ -13,6 +14,8 @@ import { issuePurseCard, loadPurseProfile } from '../../../card-applet-sim/apple
 import type { SimulatedCard } from '../../../card-applet-sim/os/card.ts';
 import { VpcdConnector, type VpcdCard } from '../../../card-applet-sim/vpcd/connector.ts';
 import { loadIssuerKeySet, type IssuerKeySet } from '../../crypto/key-set.ts';
+import type { CardRole } from './card-commands.ts';
+import { CardTimer, type TimedCommand } from './card-timer.ts';
 import { serveBenchWorker, startBenchWorker } from './payment-server-worker.ts';
 
 export type CardSuite = '3des' | 'aes';
@@ -36,14 +39,8 @@ export function benchWorld(k: IssuerKeySet, suite: CardSuite) {
   return { card, psam, psamId: psamProfile.psamId };
 }
 
-/** The shared counters: [0] ns inside transmit (both cards), [1] APDUs the cards answered; flag: floor mode on. */
-function sharedViews(sab: SharedArrayBuffer) {
-  return { counters: new BigInt64Array(sab, 0, 2), flag: new Int32Array(sab, 16, 1) };
-}
-const SHARED_BYTES = 24;
-
 interface Recorded {
-  readonly who: 0 | 1;
+  readonly who: CardRole;
   readonly cmd: Buffer;
   readonly rspLength: number;
 }
@@ -52,13 +49,13 @@ interface Recorded {
  * The floor's commands: the purchase's own APDUs (same sizes, same order, same readers), with P2 replaced
  * by the command's index on its card so the stand-in knows which answer length to give.
  */
-function floorSequence(rec: readonly Recorded[]): { seq: [0 | 1, Buffer][]; lengths: [number[], number[]] } {
+function floorSequence(rec: readonly Recorded[]): { seq: [CardRole, Buffer][]; lengths: [number[], number[]] } {
   const lengths: [number[], number[]] = [[], []];
   const seq = rec.map(({ who, cmd, rspLength }) => {
     const c = Buffer.from(cmd);
     c[3] = lengths[who].length;
     lengths[who].push(rspLength);
-    return [who, c] as [0 | 1, Buffer];
+    return [who, c] as [CardRole, Buffer];
   });
   return { seq, lengths };
 }
@@ -78,8 +75,8 @@ class TimedCard implements VpcdCard {
   private readonly stand = new Map<number, Buffer>();
   constructor(
     private readonly card: SimulatedCard,
-    private readonly who: 0 | 1,
-    private readonly shared: ReturnType<typeof sharedViews>,
+    private readonly who: CardRole,
+    private readonly timer: CardTimer,
   ) {}
   get atr() {
     return this.card.atr;
@@ -94,11 +91,10 @@ class TimedCard implements VpcdCard {
     return this.card.reset();
   }
   transmit(apdu: Buffer): Buffer {
-    if (Atomics.load(this.shared.flag, 0) === 1) return this.stand.get(apdu.length > 3 ? apdu[3]! : 0) ?? SW_OK;
+    if (this.timer.floor) return this.stand.get(apdu.length > 3 ? apdu[3]! : 0) ?? SW_OK;
     const t0 = process.hrtime.bigint();
     const r = this.card.transmit(apdu);
-    Atomics.add(this.shared.counters, 0, process.hrtime.bigint() - t0);
-    Atomics.add(this.shared.counters, 1, 1n);
+    this.timer.record(this.who, apdu, process.hrtime.bigint() - t0);
     this.recording?.push({ who: this.who, cmd: Buffer.from(apdu), rspLength: r.length });
     return r;
   }
@@ -119,19 +115,24 @@ export interface BenchCards {
   ns(): bigint;
   /** APDUs the two cards answered so far (not counting the floor's). */
   apdus(): number;
+  /**
+   * The commands the cards answered from APDU number `from` (a value of apdus()) to now, each with its time
+   * inside its card; undefined when that is more than the ring keeps.
+   */
+  commandsSince(from: number): TimedCommand[] | undefined;
   setFloor(on: boolean): void;
   startRecording(): Promise<void>;
   /** Stop recording; the stand-ins are prepared from it; returns the floor's command sequence. */
-  stopRecording(): Promise<[0 | 1, Buffer][]>;
+  stopRecording(): Promise<[CardRole, Buffer][]>;
   /** Stop both vpcd connectors (the readers then report no card). */
   unplug(): Promise<void>;
 }
 
 /** The card side: both cards on vpcd, in the calling thread. */
 function plugCards(suite: CardSuite, slots: readonly VpcdSlot[], sab: SharedArrayBuffer) {
-  const shared = sharedViews(sab);
+  const timer = new CardTimer(sab);
   const w = benchWorld(benchKeys(), suite);
-  const cards = [new TimedCard(w.card, 0, shared), new TimedCard(w.psam, 1, shared)] as const;
+  const cards = [new TimedCard(w.card, 0, timer), new TimedCard(w.psam, 1, timer)] as const;
   const cons = slots.map((s, i) => new VpcdConnector({ host: '127.0.0.1', port: s.port, card: cards[i]!, log: () => undefined }).start());
   let rec: Recorded[] = [];
   return {
@@ -139,7 +140,7 @@ function plugCards(suite: CardSuite, slots: readonly VpcdSlot[], sab: SharedArra
       rec = [];
       for (const c of cards) c.recording = rec;
     },
-    stopRecording(): [0 | 1, Buffer][] {
+    stopRecording(): [CardRole, Buffer][] {
       for (const c of cards) c.recording = undefined;
       const { seq, lengths } = floorSequence(rec);
       cards.forEach((c, i) => c.prepareStandIns(lengths[i]!));
@@ -159,13 +160,14 @@ interface CardsWorkerSpec {
 
 /** Plug the bench's two cards into the two vpcd slots (purse card first, then PSAM), in a worker thread or in this one. */
 export async function startBenchCards(suite: CardSuite, slots: readonly VpcdSlot[], thread: 'worker' | 'main'): Promise<BenchCards> {
-  const sab = new SharedArrayBuffer(SHARED_BYTES);
-  const { counters, flag } = sharedViews(sab);
+  const timer = new CardTimer();
+  const sab = timer.sab;
   const common = {
     thread,
-    ns: () => Atomics.load(counters, 0),
-    apdus: () => Number(Atomics.load(counters, 1)),
-    setFloor: (on: boolean) => void Atomics.store(flag, 0, on ? 1 : 0),
+    ns: () => timer.ns(),
+    apdus: () => timer.apdus(),
+    commandsSince: (from: number) => timer.commandsSince(from),
+    setFloor: (on: boolean) => void (timer.floor = on),
   };
   if (thread === 'main') {
     const c = plugCards(suite, slots, sab);
@@ -176,7 +178,7 @@ export async function startBenchCards(suite: CardSuite, slots: readonly VpcdSlot
     ...common,
     startRecording: () => w.call('startRecording'),
     async stopRecording() {
-      const seq = await w.call<[0 | 1, Uint8Array][]>('stopRecording');
+      const seq = await w.call<[CardRole, Uint8Array][]>('stopRecording');
       return seq.map(([who, u]) => [who, Buffer.from(u.buffer, u.byteOffset, u.byteLength)]);
     },
     async unplug() {

@@ -14,6 +14,7 @@ import type { CardChannel } from '../../transport/channel.ts';
 import { openEmulatorChannel } from '../../transport/emulator-channel.ts';
 import { machineCpuNow, machineCpuSince, machineShares, machineSharesText, sharesText, type MachineCpuTicks, type MachineShares } from './machine-cpu.ts';
 import { benchKeys, benchWorld, startBenchCards } from './purchase-cards.ts';
+import { CommandTimes, commandLabel, commandMedianFigures, commandMediansText, type CardRole, type CommandMedian } from './card-commands.ts';
 import { fmt, rate, summarize, warmUntilSteady, warmUpText, type WarmUp } from './stats.ts';
 import type { BenchContext, BenchSuite } from './suite.ts';
 
@@ -34,6 +35,8 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
   const out: Record<string, number> = {};
   /** Per suite, the machine's busy, idle and stolen shares while the purchases/s were measured (when long enough). */
   const machine: Partial<Record<'3des' | 'aes', MachineShares>> = {};
+  /** Per suite, each command's median time inside its card (warm). */
+  const commands: Partial<Record<'3des' | 'aes', CommandMedian[]>> = {};
   for (const suite of ['3des', 'aes'] as const) {
     const w = benchWorld(k, suite);
     const card = openEmulatorChannel(w.card);
@@ -56,15 +59,19 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
       machine[suite] = shares;
       out[`machineStealPct_${suite}`] = shares.stealPct;
     }
-    // The cards' own share of an in-process purchase (warm caches): time inside card.transmit of both cards.
+    // The cards' own share of an in-process purchase (warm caches): time inside card.transmit of both cards,
+    // in all and per command.
     {
-      const timed = [w.card, w.psam].map((c) => {
+      const times = new CommandTimes();
+      const timed = ([w.card, w.psam] as const).map((c, who) => {
         const orig = c.transmit.bind(c);
         const t = { ns: 0n, restore: () => void ((c as { transmit: unknown }).transmit = orig) };
         (c as { transmit: (a: Uint8Array) => Buffer }).transmit = (a) => {
           const s0 = process.hrtime.bigint();
           const r = orig(a);
-          t.ns += process.hrtime.bigint() - s0;
+          const d = process.hrtime.bigint() - s0;
+          t.ns += d;
+          times.add(commandLabel(who as CardRole, a), Number(d) / 1e3);
           return r;
         };
         return t;
@@ -72,8 +79,11 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
       const m = Math.min(1000, n);
       await keepBatchOpen(psam, adminKey, m);
       for (const t of timed) t.ns = 0n;
+      times.clear();
       for (let i = 0; i < m; i++) await purchase(card, psam, { amount: 1, ...AT });
       out[`inCardUsPerPurchase_${suite}`] = Number((Number(timed.reduce((x, t) => x + t.ns, 0n)) / 1e3 / m).toFixed(1));
+      commands[suite] = times.medians(m);
+      Object.assign(out, commandMedianFigures(`inCardUs_${suite}`, commands[suite]));
       for (const t of timed) t.restore();
     }
     const er = Math.max(200, Math.round(n / 4));
@@ -102,7 +112,7 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
     await card.close();
     await psam.close();
   }
-  return { out, machine };
+  return { out, machine, commands };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,6 +140,8 @@ interface PcscSuiteResult {
   floor: ReturnType<typeof summarize>;
   /** Per purchase, microseconds inside the two emulated cards. */
   emu: ReturnType<typeof summarize>;
+  /** Each command's median time inside its card. */
+  commands: CommandMedian[];
   apdus: number;
   /** The whole machine's CPU ticks over the measured purchases and floors (busy, idle, stolen). */
   machine: MachineCpuTicks;
@@ -187,6 +199,8 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
         const lat: number[] = [];
         const floor: number[] = [];
         const emu: number[] = [];
+        const times = new CommandTimes();
+        let timedPurchases = 0;
         const a0 = cards.apdus();
         const machine0 = machineCpuNow();
         const timeFloor = async () => {
@@ -199,14 +213,20 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
         for (let i = 0; i < n; i++) {
           if (i % 2 === 1) await timeFloor(); // alternate which comes first
           const ns0 = cards.ns();
+          const apdus0 = cards.apdus();
           const t0 = process.hrtime.bigint();
           await purchase(card, psam, { amount: 1, ...AT });
           lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
           emu.push(Number(cards.ns() - ns0) / 1e6);
+          const sent = cards.commandsSince(apdus0);
+          if (sent) {
+            for (const c of sent) times.add(c.label, c.us);
+            timedPurchases++;
+          }
           if (i % 2 === 0) await timeFloor();
         }
         const machine = machineCpuSince(machine0);
-        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), apdus: (cards.apdus() - a0) / n, machine };
+        perSuite[suite] = { lat: summarize(lat), floor: summarize(floor), emu: summarize(emu), commands: times.medians(timedPurchases), apdus: (cards.apdus() - a0) / n, machine };
       } finally {
         await card.close();
         await psam.close();
@@ -232,6 +252,7 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
     for (const [name, r] of [['3DES', d], ['AES ', a]] as const) {
       io.out(`    ${name} card: purchase median ${fmt(r.lat.medianMs)} ms (p99 ${fmt(r.lat.p99Ms)} ms, ${r.apdus.toFixed(0)} APDUs); floor median ${fmt(r.floor.medianMs)} ms;`);
       io.out(`          emulator median ${fmt(r.emu.medianMs * 1000)} us (mean ${fmt(r.emu.meanMs * 1000)} us) = ${(share(r) * 100).toFixed(1)}% of the floor`);
+      io.out(`          per command, median us inside the card: ${commandMediansText(r.commands)}`);
       const machine = machineSharesText(r.machine);
       if (machine) io.out(`          (the machine's vCPUs meanwhile: ${machine})`);
     }
@@ -253,6 +274,8 @@ async function overPcscd(ctx: BenchContext, k: IssuerKeySet): Promise<Record<str
     pcscApdusPerPurchase: d.apdus,
     pcscQuickack: quickack === undefined ? 'unknown' : quickack,
     pcscShareTargetMet: ok,
+    ...commandMedianFigures('pcscCardUs_3des', d.commands),
+    ...commandMedianFigures('pcscCardUs_aes', a.commands),
     ...(stolen !== undefined ? { pcscMachineStealPct: stolen } : {}),
   };
 }
@@ -262,13 +285,15 @@ export const purchaseBench: BenchSuite = {
   summary: 'purchases/s and loads/s in-process (card + PSAM + issuer HSM crypto), per-purchase latency over pcscd',
   async run(ctx) {
     const k = benchKeys();
-    const { out: inproc, machine } = await inProcess(ctx, k);
+    const { out: inproc, machine, commands } = await inProcess(ctx, k);
     const ok = (inproc.purchasesPerSec_3des ?? 0) >= TARGET_PURCHASES_PER_SEC;
     if (!ctx.json) {
       const io = ctx.io;
       io.out('  in-process (EmulatorChannel; purse + PSAM applets; issuer = HSM bridge software backend):');
       for (const s of ['3des', 'aes'] as const) {
         io.out(`    ${s === '3des' ? '3DES' : 'AES '} card: ${fmt(inproc[`purchasesPerSec_${s}`]!)} purchases/s, ${fmt(inproc[`earlyReleasePurchasesPerSec_${s}`]!)} early-release purchases/s, ${fmt(inproc[`loadsPerSec_${s}`]!)} loads/s; inside the two cards ${fmt(inproc[`inCardUsPerPurchase_${s}`]!)} us per purchase`);
+        const rows = commands[s];
+        if (rows) io.out(`          per command, median us inside the card: ${commandMediansText(rows)}`);
         const m = machine[s];
         if (m) io.out(`          (the machine's vCPUs during the purchases/s: ${sharesText(m)})`);
       }
