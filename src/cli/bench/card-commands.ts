@@ -11,10 +11,10 @@ export type CardRole = 0 | 1;
 
 const INS_SELECT = 0xa4;
 
-function nameOf(table: Readonly<Record<string, number>>, ins: number): string | undefined {
-  for (const [name, code] of Object.entries(table)) if (code === ins) return name.replace(/_/g, ' ');
-  return undefined;
-}
+/** INS -> command name ("INITIALIZE FOR PURCHASE"), per card role, built once from the APDU contract's tables. */
+const namesOf = (table: Readonly<Record<string, number>>): ReadonlyMap<number, string> =>
+  new Map(Object.entries(table).map(([name, code]) => [code, name.replace(/_/g, ' ')]));
+const NAMES: readonly [ReadonlyMap<number, string>, ReadonlyMap<number, string>] = [namesOf(IepIns), namesOf(PsamIns)];
 
 /** "card DEBIT", "PSAM INITIALIZE PURCHASE", "card SELECT"; an unknown INS as "card INS 7A". */
 export function commandLabel(who: CardRole, apdu: Uint8Array): string {
@@ -23,30 +23,29 @@ export function commandLabel(who: CardRole, apdu: Uint8Array): string {
   const cla = apdu[0]!;
   const ins = apdu[1]!;
   if (ins === INS_SELECT && cla === CLA_ISO) return `${device} SELECT`;
-  const name = nameOf(who === 0 ? IepIns : PsamIns, ins);
+  const name = NAMES[who].get(ins);
   return `${device} ${name ?? `INS ${ins.toString(16).toUpperCase().padStart(2, '0')}`}`;
 }
 
 /** Per label, the microseconds each command took; labels in the order they were first seen. */
 export class CommandTimes {
   private readonly samples = new Map<string, number[]>();
-  private commands = 0;
 
   add(label: string, us: number): void {
     let s = this.samples.get(label);
     if (!s) this.samples.set(label, (s = []));
     s.push(us);
-    this.commands++;
   }
 
   clear(): void {
     this.samples.clear();
-    this.commands = 0;
   }
 
-  /** Commands recorded since the last clear(). */
-  get count(): number {
-    return this.commands;
+  /** The time of every command recorded since the last clear(), added up (µs). */
+  get totalUs(): number {
+    let sum = 0;
+    for (const s of this.samples.values()) for (const us of s) sum += us;
+    return sum;
   }
 
   /**

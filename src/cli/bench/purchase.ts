@@ -63,28 +63,24 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
     // in all and per command.
     {
       const times = new CommandTimes();
-      const timed = ([w.card, w.psam] as const).map((c, who) => {
+      const restore = ([w.card, w.psam] as const).map((c, who) => {
         const orig = c.transmit.bind(c);
-        const t = { ns: 0n, restore: () => void ((c as { transmit: unknown }).transmit = orig) };
         (c as { transmit: (a: Uint8Array) => Buffer }).transmit = (a) => {
           const s0 = process.hrtime.bigint();
           const r = orig(a);
-          const d = process.hrtime.bigint() - s0;
-          t.ns += d;
-          times.add(commandLabel(who as CardRole, a), Number(d) / 1e3);
+          times.add(commandLabel(who as CardRole, a), Number(process.hrtime.bigint() - s0) / 1e3);
           return r;
         };
-        return t;
+        return () => void ((c as { transmit: unknown }).transmit = orig);
       });
       const m = Math.min(1000, n);
       await keepBatchOpen(psam, adminKey, m);
-      for (const t of timed) t.ns = 0n;
       times.clear();
       for (let i = 0; i < m; i++) await purchase(card, psam, { amount: 1, ...AT });
-      out[`inCardUsPerPurchase_${suite}`] = Number((Number(timed.reduce((x, t) => x + t.ns, 0n)) / 1e3 / m).toFixed(1));
+      out[`inCardUsPerPurchase_${suite}`] = Number((times.totalUs / m).toFixed(1));
       commands[suite] = times.medians(m);
       Object.assign(out, commandMedianFigures(`inCardUs_${suite}`, commands[suite]));
-      for (const t of timed) t.restore();
+      for (const r of restore) r();
     }
     const er = Math.max(200, Math.round(n / 4));
     const t1 = process.hrtime.bigint();

@@ -36,13 +36,13 @@ describe('CommandTimes', () => {
       t.add('card DEBIT', debit);
       t.add('card DEBIT', debit + 1);
     }
-    expect(t.count).toBe(9);
+    expect(t.totalUs).toBe(129);
     expect(t.medians(3)).toEqual([
       { label: 'card SELECT', medianUs: 2, perPurchase: 1 },
       { label: 'card DEBIT', medianUs: 20, perPurchase: 2 },
     ]);
     t.clear();
-    expect(t.count).toBe(0);
+    expect(t.totalUs).toBe(0);
     expect(t.medians(3)).toEqual([]);
   });
 });
