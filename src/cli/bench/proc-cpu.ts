@@ -36,17 +36,23 @@ export interface ThreadUsage {
 export const UNMEASURED_USAGE: ThreadUsage = { cpuMs: NaN, waitMs: NaN };
 
 /**
- * The calling thread's CPU time and run-queue wait so far, both from its schedstat (ns, so a short run's CPU is
- * not rounded to 10 ms ticks as in stat); where there is no schedstat, CPU from stat and the wait NaN.
+ * A thread's CPU time and run-queue wait so far, from its schedstat under `taskDir` (ns, so a short run's CPU is
+ * not rounded to 10 ms ticks as in stat); where there is no schedstat, CPU from stat and the wait NaN; both NaN
+ * when neither can be read.
  */
-export function threadUsage(): ThreadUsage {
+function taskUsage(taskDir: string): ThreadUsage {
   try {
-    const u = parseSchedstat(readFileSync('/proc/thread-self/schedstat', 'utf8'));
+    const u = parseSchedstat(readFileSync(`${taskDir}/schedstat`, 'utf8'));
     if (u) return u;
   } catch {
     // no schedstat (kernel without CONFIG_SCHEDSTATS, or not Linux)
   }
-  return { cpuMs: statCpuMs('/proc/thread-self/stat') ?? NaN, waitMs: NaN };
+  return { cpuMs: statCpuMs(`${taskDir}/stat`) ?? NaN, waitMs: NaN };
+}
+
+/** The calling thread's CPU time and run-queue wait so far (see taskUsage). */
+export function threadUsage(): ThreadUsage {
+  return taskUsage('/proc/thread-self');
 }
 
 /** This whole process's CPU time in ms so far: every thread of it, live or ended (getrusage, µs). */
@@ -55,9 +61,10 @@ export function ownProcessCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/** This process's main thread's CPU time in ms (undefined where /proc is not available). */
+/** This process's main thread's CPU time in ms, from any thread (see taskUsage; undefined where /proc is not available). */
 export function mainThreadCpuMs(): number | undefined {
-  return statCpuMs(`/proc/self/task/${process.pid}/stat`);
+  const ms = taskUsage(`/proc/self/task/${process.pid}`).cpuMs;
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 /** A process's CPU time in ms (undefined when it cannot be read, e.g. it has exited). */

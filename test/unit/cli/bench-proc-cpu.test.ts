@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { cpuPerPurchase, cpuText, waitText } from '../../../src/cli/bench/opal-cpu.ts';
-import { ownProcessCpuMs, parseSchedstat, threadUsage } from '../../../src/cli/bench/proc-cpu.ts';
+import { mainThreadCpuMs, ownProcessCpuMs, parseSchedstat, threadUsage } from '../../../src/cli/bench/proc-cpu.ts';
 
 describe('parseSchedstat', () => {
   it('reads the first field (on-CPU, ns) and the second (run-queue wait, ns) as ms', () => {
@@ -69,6 +69,26 @@ describe('ownProcessCpuMs', () => {
     const self = threadUsage().cpuMs - t0.cpuMs;
     await worker.terminate();
     expect(processMs - self).toBeGreaterThanOrEqual(50);
+  });
+});
+
+describe('mainThreadCpuMs', () => {
+  it("counts the main thread's CPU in schedstat's ns, not stat's 10 ms ticks", () => {
+    if (process.platform !== 'linux') return expect(mainThreadCpuMs()).toBeUndefined();
+    // vitest runs this file in a forked process: the main thread is this test's thread.
+    const a = mainThreadCpuMs()!;
+    let x = 0;
+    for (let i = 0; i < 1.5e8; i++) x = (x + i) | 0; // a fixed amount of work: 100 ms of CPU or more, however loaded
+    const b = mainThreadCpuMs()!;
+    expect(x).not.toBe(1);
+    expect(b - a).toBeGreaterThanOrEqual(50);
+    // Of a few readings, some is not a whole number of 10 ms ticks, as every reading of stat is.
+    const readings = [a, b];
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 1e6; j++) x = (x + j) | 0;
+      readings.push(mainThreadCpuMs()!);
+    }
+    expect(readings.some((r) => Math.abs(r - Math.round(r / 10) * 10) > 1e-6)).toBe(true);
   });
 });
 
