@@ -62,6 +62,9 @@ interface Measured {
   floorPerSec: number;
   floorLat: LatencySummary;
   floorCpu: ThreadCpu;
+  /** The floor's run-queue waits and the machine's ticks over it, as for the OPAL run. */
+  floorWait: ThreadWait;
+  floorMachine: MachineCpuTicks;
   floorWarm: WarmUp;
   failures: number;
   firstFailure: string;
@@ -190,6 +193,8 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       floorPerSec: floor.perSec,
       floorLat: floor.lat,
       floorCpu: floor.cpu,
+      floorWait: floor.wait,
+      floorMachine: floor.machine,
       floorWarm,
       failures,
       firstFailure,
@@ -255,6 +260,7 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   lines.push(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
   lines.push(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
   lines.push(`      (${warmUpText(m.floorWarm, 'purchases')})`);
+  lines.push(...runNotes({ machine: m.floorMachine, wait: m.floorWait }));
   lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
   lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
   lines.push(...runNotes(m));
