@@ -51,26 +51,25 @@ const WHERE: Record<Threads, string> = {
   same: 'everything in the main thread',
 };
 
-interface Measured {
+/** One measured run: rate, latencies, each thread's CPU and run-queue wait, and the machine's ticks over it. */
+interface RunResult {
   perSec: number;
   lat: LatencySummary;
   cpu: ThreadCpu;
   wait: ThreadWait;
-  /** The whole machine's CPU ticks over the OPAL run's measured windows (busy, idle, stolen). */
+  /** The whole machine's CPU ticks over the run's measured windows (busy, idle, stolen). */
   machine: MachineCpuTicks;
+}
+
+interface Measured extends RunResult {
   warm: WarmUp;
-  floorPerSec: number;
-  floorLat: LatencySummary;
-  floorCpu: ThreadCpu;
-  /** The floor's run-queue waits and the machine's ticks over it, as for the OPAL run. */
-  floorWait: ThreadWait;
-  floorMachine: MachineCpuTicks;
-  floorWarm: WarmUp;
+  /** The floor, measured the same way in the same run. */
+  floor: RunResult & { warm: WarmUp };
   failures: number;
   firstFailure: string;
   valueOk: boolean;
   /** The same OPAL purchase with more cardholders at once (the servers' throughput when not waiting on latency). */
-  capacity?: { concurrency: number; perSec: number; lat: LatencySummary; cpu: ThreadCpu; wait: ThreadWait; machine: MachineCpuTicks };
+  capacity?: RunResult & { concurrency: number };
 }
 
 /**
@@ -130,7 +129,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
       t.samples.push(...run.samples);
       return t;
     };
-    const result = (t: Tally) => ({
+    const result = (t: Tally): RunResult => ({
       perSec: (t.busyCount * 1000) / t.busyMs,
       lat: summarize(t.samples),
       cpu: cpuPerPurchase(t.cpuMs, t.processMs, t.count),
@@ -190,12 +189,7 @@ async function measure(hsm: HsmSpec, total: number, concurrency: number, threads
     return {
       ...run,
       warm,
-      floorPerSec: floor.perSec,
-      floorLat: floor.lat,
-      floorCpu: floor.cpu,
-      floorWait: floor.wait,
-      floorMachine: floor.machine,
-      floorWarm,
+      floor: { ...floor, warm: floorWarm },
       failures,
       firstFailure,
       valueOk,
@@ -253,14 +247,14 @@ function runNotes(r: { machine: MachineCpuTicks; wait: ThreadWait }): string[] {
 }
 
 function report(ctx: BenchContext, name: string, m: Measured, total: number, concurrency: number, threads: Threads, target?: number): { figures: Record<string, number | boolean>; lines: string[] } {
-  const ratio = m.floorPerSec / m.perSec;
+  const ratio = m.floor.perSec / m.perSec;
   const met = target === undefined ? undefined : m.perSec >= target && m.failures === 0 && m.valueOk;
   const lines: string[] = [];
   const where = WHERE[threads];
   lines.push(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
-  lines.push(`    floor (client library over an in-process card, same servers): ${fmt(m.floorPerSec)} purchases/s, p50 ${fmt(m.floorLat.medianMs)} ms, p99 ${fmt(m.floorLat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floorCpu)}`);
-  lines.push(`      (${warmUpText(m.floorWarm, 'purchases')})`);
-  lines.push(...runNotes({ machine: m.floorMachine, wait: m.floorWait }));
+  lines.push(`    floor (client library over an in-process card, same servers): ${fmt(m.floor.perSec)} purchases/s, p50 ${fmt(m.floor.lat.medianMs)} ms, p99 ${fmt(m.floor.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floor.cpu)}`);
+  lines.push(`      (${warmUpText(m.floor.warm, 'purchases')})`);
+  lines.push(...runNotes(m.floor));
   lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
   lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
   lines.push(...runNotes(m));
@@ -281,12 +275,12 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
         .filter((k) => Number.isFinite(m.cpu[k]))
         .flatMap((k) => [
           [`${name}.cpuMs.${k}`, Number(m.cpu[k].toFixed(3))],
-          [`${name}.floorCpuMs.${k}`, Number(m.floorCpu[k].toFixed(3))],
+          [`${name}.floorCpuMs.${k}`, Number(m.floor.cpu[k].toFixed(3))],
         ]),
     ),
     ...Object.fromEntries(CPU_THREADS.filter((k) => Number.isFinite(m.wait[k])).map((k) => [`${name}.waitPct.${k}`, Number(m.wait[k].toFixed(1))])),
-    [`${name}.floorPerSec`]: Math.round(m.floorPerSec),
-    [`${name}.floorP99Ms`]: Number(m.floorLat.p99Ms.toFixed(2)),
+    [`${name}.floorPerSec`]: Math.round(m.floor.perSec),
+    [`${name}.floorP99Ms`]: Number(m.floor.lat.p99Ms.toFixed(2)),
     [`${name}.ratioToFloor`]: Number(ratio.toFixed(2)),
     [`${name}.warmUpPurchases`]: m.warm.rounds * m.warm.roundSize,
     ...Object.fromEntries(Object.entries(machineShares(m.machine) ?? {}).map(([k, v]) => [`${name}.machine.${k}`, v])),
