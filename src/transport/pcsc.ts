@@ -719,6 +719,36 @@ export async function listReaders(options: { timeoutMs?: number } = {}): Promise
   }
 }
 
+/**
+ * Wait until a reader's state satisfies `pred`, re-checked on every status change; true when it did within
+ * `timeoutMs`. Opens its own context, and a new one when pcscd goes away and comes back meanwhile. What a
+ * program that has just plugged a card into vpcd needs: pcscd reports the card at its next poll of the
+ * reader, a moment after the vpcd session starts.
+ */
+export async function waitForReader(reader: string, pred: (info: PcscReaderInfo | undefined) => boolean, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    let ctx: PcscContext | undefined;
+    try {
+      ctx = await PcscContext.open({ timeoutMs: Math.min(left, 3000) });
+      const ok = await ctx.waitFor(reader, pred, Math.max(0, deadline - Date.now()));
+      if (ok) return true;
+      if (!ctx.lost) return false;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200)); // pcscd away (restarting): try again
+    } finally {
+      await ctx?.close();
+    }
+  }
+}
+
+/** For waitForReader: a card is in the reader. */
+export const cardIn = (info: PcscReaderInfo | undefined): boolean => info?.cardPresent === true;
+/** For waitForReader: the reader is there and empty. */
+export const noCardIn = (info: PcscReaderInfo | undefined): boolean => info !== undefined && !info.cardPresent;
+
 /** Open a channel to the card in the reader named (exactly, or by a unique substring) by `spec`. */
 export async function openPcscChannel(spec: string, options: PcscConnectOptions = {}): Promise<PcscChannel> {
   const ctx = await PcscContext.open({ timeoutMs: Math.max(options.timeoutMs ?? 0, DEFAULT_OPEN_TIMEOUT_MS) });

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
 import { TransportError } from '../../src/transport/errors.ts';
-import { listReaders, PcscContext, type PcscReaderInfo } from '../../src/transport/pcsc.ts';
+import { cardIn, listReaders, noCardIn, waitForReader, type PcscReaderInfo } from '../../src/transport/pcsc.ts';
 import { allowedSlots, VPCD_SLOTS } from '../../src/transport/pcsc-vpcd.ts';
 
 export { allowedSlots };
@@ -85,28 +85,7 @@ export function tempDir(prefix = 'purselab-rig-'): { path: string; remove: () =>
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** Wait until a reader's state satisfies pred (true when it did within timeoutMs). */
-export async function waitForReader(reader: string, pred: (info: PcscReaderInfo | undefined) => boolean, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    let ctx: PcscContext | undefined;
-    try {
-      ctx = await PcscContext.open({ timeoutMs: Math.min(left, 3000) });
-      const ok = await ctx.waitFor(reader, pred, Math.max(0, deadline - Date.now()));
-      if (ok) return true;
-      if (!ctx.lost) return false;
-    } catch {
-      await new Promise((r) => setTimeout(r, 200)); // pcscd away (restarting): try again
-    } finally {
-      await ctx?.close();
-    }
-  }
-}
-
-export const cardIn = (info: PcscReaderInfo | undefined) => info?.cardPresent === true;
-export const noCardIn = (info: PcscReaderInfo | undefined) => info !== undefined && !info.cardPresent;
+export { cardIn, noCardIn, waitForReader };
 
 export interface Exit {
   code: number | null;

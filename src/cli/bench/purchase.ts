@@ -116,13 +116,8 @@ async function inProcess(ctx: BenchContext, k: IssuerKeySet) {
 // Through pcscd + vpcd
 
 async function waitCard(pcsc: typeof import('../../transport/pcsc.ts'), reader: string, present: boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const r = (await pcsc.listReaders({ timeoutMs: 3000 })).find((x) => x.name === reader);
-    if (r && r.cardPresent === present && (!present || r.atr.length > 0)) return;
-    if (Date.now() > deadline) throw new Error(`${reader}: the card did not ${present ? 'appear' : 'go away'} within ${ms} ms`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  const ok = await pcsc.waitForReader(reader, (r) => (present ? pcsc.cardIn(r) && r!.atr.length > 0 : pcsc.noCardIn(r)), ms);
+  if (!ok) throw new Error(`${reader}: the card did not ${present ? 'appear' : 'go away'} within ${ms} ms`);
 }
 
 /** Where the emulated cards run over pcscd: PURSELAB_BENCH_CARDS_THREAD=main (default: the bench's own thread) or worker (a thread of their own, as `purselab emulate` is a process of its own). */

@@ -64,6 +64,10 @@ async function pcscRig(card: SimulatedCard, psam: SimulatedCard): Promise<Rig | 
   const stop = async () => void (await Promise.all(connectors.map((c) => c.stop())));
   try {
     await Promise.all(connectors.map((c) => c.waitForSession(10_000)));
+    // pcscd reports a card at its next poll of the reader, a moment after the vpcd session starts.
+    for (const s of free.slice(0, 2)) {
+      if (!(await pcsc.waitForReader(s.reader, pcsc.cardIn, 10_000))) throw new Error(`pcscd did not report the card in '${s.reader}' within 10 s`);
+    }
     const cardCh = await pcsc.openPcscChannel(free[0]!.reader);
     const psamCh = await pcsc.openPcscChannel(free[1]!.reader).catch(async (e) => {
       await cardCh.close();
