@@ -239,6 +239,11 @@ function softHsmHalfInChild(ctx: BenchContext): Figures {
   return figures;
 }
 
+/** A run's figures on its line: "633 purchases/s, p50 24.4 ms, p99 54.8 ms<extra>; CPU ms per purchase: ...". */
+function runFigures(r: RunResult, extra = ''): string {
+  return `${fmt(r.perSec)} purchases/s, p50 ${fmt(r.lat.medianMs)} ms, p99 ${fmt(r.lat.p99Ms)} ms${extra}; CPU ms per purchase: ${cpuText(r.cpu)}`;
+}
+
 /** The lines under an OPAL run: the machine's busy/idle/stolen shares and the threads' waits, where known. */
 function runNotes(r: { machine: MachineCpuTicks; wait: ThreadWait }): string[] {
   const machine = machineSharesText(r.machine);
@@ -252,15 +257,15 @@ function report(ctx: BenchContext, name: string, m: Measured, total: number, con
   const lines: string[] = [];
   const where = WHERE[threads];
   lines.push(`  ${name}: ${concurrency} concurrent cardholders, ${total} purchases of 0.01 EUR each (order at the merchant + OPAL purchase), ${where}:`);
-  lines.push(`    floor (client library over an in-process card, same servers): ${fmt(m.floor.perSec)} purchases/s, p50 ${fmt(m.floor.lat.medianMs)} ms, p99 ${fmt(m.floor.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(m.floor.cpu)}`);
+  lines.push(`    floor (client library over an in-process card, same servers): ${runFigures(m.floor)}`);
   lines.push(`      (${warmUpText(m.floor.warm, 'purchases')})`);
   lines.push(...runNotes(m.floor));
-  lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${fmt(m.perSec)} purchases/s, p50 ${fmt(m.lat.medianMs)} ms, p99 ${fmt(m.lat.p99Ms)} ms (${ratio.toFixed(2)}x the floor's time); CPU ms per purchase: ${cpuText(m.cpu)}`);
+  lines.push(`    ${'OPAL virtual card:'.padEnd(62)}${runFigures(m, ` (${ratio.toFixed(2)}x the floor's time)`)}`);
   lines.push(`      (${warmUpText(m.warm, 'purchases')})`);
   lines.push(...runNotes(m));
   if (m.capacity) {
     const c = m.capacity;
-    lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${fmt(c.perSec)} purchases/s, p50 ${fmt(c.lat.medianMs)} ms, p99 ${fmt(c.lat.p99Ms)} ms; CPU ms per purchase: ${cpuText(c.cpu)}`);
+    lines.push(`    ${`the same with ${c.concurrency} cardholders at once (capacity):`.padEnd(62)}${runFigures(c)}`);
     lines.push(...runNotes(c));
   }
   lines.push(`    failures ${m.failures}${m.firstFailure ? ` (first: ${m.firstFailure})` : ''}; value conserved on every virtual card: ${m.valueOk ? 'yes' : 'NO'}`);
