@@ -20,13 +20,8 @@ export interface AccountRow {
   readonly held: number;
 }
 
-export interface SeedAccount {
-  readonly accountId: string;
-  readonly number: string;
-  readonly holder: string;
-  readonly expiry: string;
-  readonly kind: 'customer' | 'float';
-  readonly balance: number;
+/** An account as the bank's configuration seeds it (no holds yet), with the cardholder's login if it has one. */
+export interface SeedAccount extends Omit<AccountRow, 'held'> {
   readonly user?: { readonly name: string; readonly salt: string; readonly hash: string } | undefined;
 }
 

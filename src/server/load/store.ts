@@ -5,40 +5,24 @@
 // transaction, so a crash leaves each load in exactly one state and a racing abort cannot slip past an S2.
 
 import { openSqlite, type Migration, type SqliteDatabase } from '../../store/sqlite.ts';
-import type { CardLoadResponse, LoadRequestBody, LoadResultPayload } from '../../protocol/load-messages.ts';
+import type { CardLoadResponse, LoadAuthorisation, LoadRequestBody, LoadResultPayload } from '../../protocol/load-messages.ts';
 import { settlementTotalsOf, type SettlementTotal } from './settlement.ts';
 
 /** received: logged, no S2 yet; s2-issued: the card may be credited; final: Load Result fixed (loaded or not). */
 export type LoadState = 'received' | 's2-issued' | 'final';
 
-export interface LoadRow {
-  readonly txnId: string;
-  readonly bankId: string;
-  readonly state: LoadState;
-  readonly amount: number;
-  readonly currency: number;
-  readonly exponent: number;
-  readonly date: string;
-  readonly time: string;
-  readonly statusUrl: string;
+/** A load as it is first logged: the bank's authorisation (without its expiry) and the card's request. */
+export interface NewLoad extends Omit<LoadAuthorisation, 'expiresAt'> {
   /** Absent for a load the bank aborted before any request arrived. */
   readonly request: LoadRequestBody | undefined;
+}
+
+export interface LoadRow extends NewLoad {
+  readonly state: LoadState;
   readonly s2: string | undefined;
   readonly enquiryTxnId: string | undefined;
   readonly response: CardLoadResponse | undefined;
   readonly outcome: LoadResultPayload | undefined;
-}
-
-export interface NewLoad {
-  readonly txnId: string;
-  readonly bankId: string;
-  readonly amount: number;
-  readonly currency: number;
-  readonly exponent: number;
-  readonly date: string;
-  readonly time: string;
-  readonly statusUrl: string;
-  readonly request: LoadRequestBody | undefined;
 }
 
 export interface Settlement {

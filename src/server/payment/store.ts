@@ -10,22 +10,19 @@
 //   debit-issued -> debit-unknown (S2 was handed out, no result was produced: the card may be debited;
 //                                  in the recovery report, eligible for a re-credit claim)
 
-import type { OrderKind, PaymentVariant } from '../../protocol/payment-messages.ts';
+import type { Order, PaymentVariant } from '../../protocol/payment-messages.ts';
 import { PurselabError } from '../../errors.ts';
 
 export type PaymentState = 'received' | 'psam-assigned' | 'debit-issued' | 'debit-response-received' | 'completed' | 'failed' | 'debit-unknown';
 export const PAYMENT_STATES: readonly PaymentState[] = ['received', 'psam-assigned', 'debit-issued', 'debit-response-received', 'completed', 'failed', 'debit-unknown'];
 
-export interface PaymentRow {
+/** What a payment is for: the merchant's order (transaction id, kind, amount, currency, exponent). */
+export type OrderTerms = Pick<Order, 'merchantId' | 'txnId' | 'kind' | 'amount' | 'currency' | 'exponent'>;
+
+export interface PaymentRow extends OrderTerms {
   readonly paymentId: string;
-  readonly merchantId: string;
-  readonly txnId: string;
-  readonly kind: OrderKind;
   readonly variant: PaymentVariant;
   readonly encrypted: boolean;
-  readonly amount: number;
-  readonly currency: number;
-  readonly exponent: number;
   readonly state: PaymentState;
   /** Why it failed / is unknown (a code such as INSUFFICIENT_FUNDS, S3_INVALID, HOLD_TIMEOUT). */
   readonly reason: string | null;
@@ -65,14 +62,9 @@ export interface PaymentEvent {
   readonly detail: Record<string, unknown>;
 }
 
-export interface LedgerEntry {
+/** A completed payment as booked for collection: the order's what-and-how-much, and the PSAM record behind it. */
+export interface LedgerEntry extends OrderTerms {
   readonly paymentId: string;
-  readonly merchantId: string;
-  readonly txnId: string;
-  readonly kind: OrderKind;
-  readonly amount: number;
-  readonly currency: number;
-  readonly exponent: number;
   readonly psamId: string;
   readonly psamTxn: number;
   readonly completedAt: string;
