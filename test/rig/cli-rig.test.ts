@@ -1,4 +1,4 @@
-// The CLI on the real rig: `purselab readers` (list, --json, --watch), `purselab apdu` against an
+// The CLI on the real rig: `purselab readers` (list, --json, --watch, --wait-card), `purselab apdu` against an
 // emulated card behind pcscd, and the errors people see (ambiguous/unknown reader, bad emulate usage,
 // corrupt card image): one line, non-zero exit, no stack trace.
 
@@ -68,6 +68,28 @@ describeRig('CLI on the rig: readers, apdu, emulate', rig, () => {
     const events = w.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; reader?: string; atr?: string; time: string });
     expect(events.some((e) => e.event === 'reader-added' && e.reader === slots[0]!.reader)).toBe(true);
     expect(events.find((e) => e.event === 'card-inserted' && e.reader === slots[0]!.reader)!.atr).toMatch(/^3B8E/);
+  });
+
+  it('purselab readers --wait-card waits until pcscd lists a card just handed to vpcd, and fails on an empty reader', async () => {
+    // Started without waiting: pcscd only lists the card at its next poll of the slot, so a plain
+    // `purselab readers` right now could still say "no card"; --wait-card waits for it.
+    const card = purselab(['emulate', '--vpcd', `127.0.0.1:${slots[1]!.port}`, '--responder']);
+    try {
+      const r = await runCli(['readers', '--wait-card', slots[1]!.reader, '--wait-card', slots[0]!.reader]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.split('\n').find((l) => l.startsWith(slots[1]!.reader + ' '))).toMatch(/card present.*ATR 3B 80 80 01 01$/);
+      expect(r.stdout.split('\n').find((l) => l.startsWith(slots[0]!.reader + ' '))).toMatch(/card present.*ATR 3B 8E/);
+    } finally {
+      await pull(card, slots[1]!.reader, 'SIGTERM');
+    }
+    const empty = await runCli(['readers', '--wait-card', slots[1]!.reader, '--timeout', '800']);
+    expect(empty.code).toBe(1);
+    expect(empty.stdout).toBe('');
+    expect(empty.stderr.trim().split('\n')).toHaveLength(1);
+    expect(empty.stderr).toContain(`no card in reader '${slots[1]!.reader}' after 800 ms`);
+    const both = await runCli(['readers', '--watch', '--wait-card', slots[0]!.reader]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--wait-card and --watch do not go together/);
   });
 
   it('purselab apdu talks to the emulated card through pcscd (reader by unique substring)', async () => {

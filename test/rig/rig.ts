@@ -167,11 +167,11 @@ export async function runCli(args: string[], options: { input?: string; env?: No
   return { ...exit, stdout: p.stdout, stderr: p.stderr, ms: Date.now() - t0 };
 }
 
-/** Start `purselab emulate ARGS` and wait until pcscd talks to every card and every reader shows it. */
+/** Start `purselab emulate ARGS` and wait until every vpcd session is open and every reader shows its card. */
 export async function startEmulator(args: string[], readers: string[], timeoutMs = 20_000): Promise<Proc> {
   const p = purselab(['emulate', ...args]);
   try {
-    await p.waitForOutput(new RegExp(`(pcscd is talking to [^\\n]*\\n[^]*){${readers.length}}`), timeoutMs);
+    await p.waitForOutput(new RegExp(`(vpcd session open for [^\\n]*\\n[^]*){${readers.length}}`), timeoutMs);
     for (const r of readers) {
       if (!(await waitForReader(r, cardIn, timeoutMs))) throw new Error(`the emulated card did not appear in '${r}' within ${timeoutMs} ms`);
     }

@@ -188,7 +188,7 @@ export const emulateCommand: CliCommand = {
       });
       slot.connector = connector;
       connector.on('session', () => {
-        if (!quiet) io.out(`emulate: pcscd is talking to ${what} on ${slot.address.host}:${slot.address.port}`);
+        if (!quiet) io.out(`emulate: vpcd session open for ${what} on ${slot.address.host}:${slot.address.port} (pcscd lists the card at its next poll of the reader)`);
       });
       connector.start();
       if (!quiet) io.out(`emulate: ${what} (ATR ${toHex(slot.card.atr, ' ')}) -> vpcd ${slot.address.host}:${slot.address.port}`);

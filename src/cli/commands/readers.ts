@@ -1,8 +1,10 @@
-// `purselab readers [--watch] [--json]`: lists PC/SC readers with the card in each (ATR), or follows
-// reader and card events until Ctrl-C.
+// `purselab readers [--watch] [--json] [--wait-card READER]`: lists PC/SC readers with the card in each (ATR),
+// first waiting until the named readers hold a card (a script's way to know that pcscd sees the cards of
+// `purselab emulate`), or follows reader and card events until Ctrl-C.
 
 import { toHex } from '../../apdu/hex.ts';
-import { listReaders, type PcscEvent, type PcscReaderInfo } from '../../transport/pcsc.ts';
+import { PurselabError } from '../../errors.ts';
+import { cardIn, listReaders, waitForReader, type PcscEvent, type PcscReaderInfo } from '../../transport/pcsc.ts';
 import { watchReaders } from '../../transport/pcsc-watcher.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.ts';
 
@@ -88,20 +90,38 @@ async function watch(io: CliIo, json: boolean): Promise<number> {
   return 0;
 }
 
+/** How long --wait-card waits by default: pcscd polls a vpcd slot about every 400 ms, a real reader at once. */
+const WAIT_CARD_DEFAULT_MS = 10_000;
+
+/** Wait until every reader named holds a card, within one deadline; throws NO_CARD naming the first that did not. */
+async function waitForCards(readers: readonly string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const reader of readers) {
+    if (!(await waitForReader(reader, cardIn, Math.max(0, deadline - Date.now())))) {
+      throw new PurselabError('NO_CARD', `no card in reader '${reader}' after ${timeoutMs} ms (is pcscd running, and the reader's exact name given? \`purselab readers\` lists them)`);
+    }
+  }
+}
+
 export const readersCommand: CliCommand = {
   name: 'readers',
   summary: 'list PC/SC readers and the card (ATR) in each; --watch follows reader and card events',
   help: [
-    'Usage: purselab readers [--watch] [--json] [--timeout MS]',
+    'Usage: purselab readers [--watch] [--json] [--wait-card READER]... [--timeout MS]',
     '',
     'Lists the readers pcscd knows, whether a card is in each, and its ATR.',
+    'With --wait-card, first waits until each READER named (its exact name) holds a card, and exits 1',
+    'if one does not within the timeout: after starting `purselab emulate`, this is how a script knows',
+    'that pcscd sees the cards (it notices a vpcd card at its next poll of the reader, not at once).',
     'With --watch, prints the current state as events, then every reader added/removed and card',
     'inserted/removed until Ctrl-C (it keeps waiting across pcscd restarts).',
     '',
     'Options:',
     '  --watch        follow events until Ctrl-C (SIGINT/SIGTERM), then exit 0',
     '  --json         JSON (with --watch: one JSON object per line)',
-    '  --timeout MS   how long to wait for pcscd to report its readers (default 5000)',
+    '  --wait-card READER  wait until READER holds a card (repeat for several readers)',
+    `  --timeout MS   how long to wait for pcscd to report its readers (default 5000), or with`,
+    `                 --wait-card for the cards (default ${WAIT_CARD_DEFAULT_MS})`,
     '',
     'Needs pcscd running (Debian packages pcscd and libpcsclite-dev). The emulated cards of',
     '`purselab emulate` appear in the "Virtual PCD" readers of the vpcd driver.',
@@ -111,15 +131,19 @@ export const readersCommand: CliCommand = {
       watch: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       timeout: { type: 'string' },
+      'wait-card': { type: 'string', multiple: true },
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     const json = values.json === true;
+    const waitCards = values['wait-card'] ?? [];
+    if (values.watch && waitCards.length) throw new UsageError('--wait-card and --watch do not go together (--watch already shows every card as it comes)');
     if (values.watch) return watch(io, json);
     let timeoutMs: number | undefined;
     if (values.timeout !== undefined) {
       timeoutMs = Number(values.timeout);
       if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive whole number of milliseconds, got '${values.timeout}'`);
     }
+    if (waitCards.length) await waitForCards(waitCards, timeoutMs ?? WAIT_CARD_DEFAULT_MS);
     const readers = await listReaders(timeoutMs !== undefined ? { timeoutMs } : {});
     emit(io, json, readers.map(readerJson), () => {
       if (readers.length === 0) return ['no readers (pcscd is running but has no reader: plug one in, or configure vpcd)'];
