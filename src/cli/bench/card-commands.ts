@@ -18,14 +18,19 @@ const NAMES: readonly [ReadonlyMap<number, string>, ReadonlyMap<number, string>]
 
 /** "card DEBIT", "PSAM INITIALIZE PURCHASE", "card SELECT"; an unknown INS as "card INS 7A". */
 export function commandLabel(who: CardRole, apdu: Uint8Array): string {
-  const device = who === 0 ? 'card' : 'PSAM';
-  if (apdu.length < 4) return `${device} (short APDU)`;
-  const cla = apdu[0]!;
-  const ins = apdu[1]!;
+  if (apdu.length < 4) return `${deviceOf(who)} (short APDU)`;
+  return commandLabelOf(who, apdu[0]!, apdu[1]!);
+}
+
+/** The label of the command with this CLA and INS, for one of the two cards. */
+export function commandLabelOf(who: CardRole, cla: number, ins: number): string {
+  const device = deviceOf(who);
   if (ins === INS_SELECT && cla === CLA_ISO) return `${device} SELECT`;
   const name = NAMES[who].get(ins);
   return `${device} ${name ?? `INS ${ins.toString(16).toUpperCase().padStart(2, '0')}`}`;
 }
+
+const deviceOf = (who: CardRole): string => (who === 0 ? 'card' : 'PSAM');
 
 /** Per label, the microseconds each command took; labels in the order they were first seen. */
 export class CommandTimes {

@@ -3,7 +3,7 @@
 // message: the nanoseconds inside the cards' transmit, the APDUs they answered, the floor switch, and a ring of
 // the last commands' times with which card, CLA and INS each was (labelled by card-commands.ts when read).
 
-import { commandLabel, type CardRole } from './card-commands.ts';
+import { commandLabelOf, type CardRole } from './card-commands.ts';
 
 /** How many of the last commands the ring keeps (a purchase sends 6). */
 export const RING = 64;
@@ -67,7 +67,7 @@ export class CardTimer {
     const out: TimedCommand[] = [];
     for (let n = from; n < to; n++) {
       const code = Atomics.load(this.ringCode, n % RING);
-      const label = commandLabel((code >>> 16) as CardRole, Uint8Array.of((code >>> 8) & 0xff, code & 0xff, 0, 0));
+      const label = commandLabelOf((code >>> 16) as CardRole, (code >>> 8) & 0xff, code & 0xff);
       out.push({ label, us: Number(Atomics.load(this.ringNs, n % RING)) / 1e3 });
     }
     return out;
