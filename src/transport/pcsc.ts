@@ -744,6 +744,18 @@ export async function waitForReader(reader: string, pred: (info: PcscReaderInfo 
   }
 }
 
+/**
+ * waitForReader(cardIn) for each reader in turn, all within one deadline: the first reader that still had no card
+ * when it passed, or undefined when every one has a card.
+ */
+export async function waitForCards(readers: readonly string[], timeoutMs = 10_000): Promise<string | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (const reader of readers) {
+    if (!(await waitForReader(reader, cardIn, Math.max(0, deadline - Date.now())))) return reader;
+  }
+  return undefined;
+}
+
 /** For waitForReader: a card is in the reader. */
 export const cardIn = (info: PcscReaderInfo | undefined): boolean => info?.cardPresent === true;
 /** For waitForReader: the reader is there and empty. */

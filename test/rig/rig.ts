@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
 import { TransportError } from '../../src/transport/errors.ts';
-import { cardIn, listReaders, noCardIn, waitForReader, type PcscReaderInfo } from '../../src/transport/pcsc.ts';
+import { cardIn, listReaders, noCardIn, waitForCards, waitForReader, type PcscReaderInfo } from '../../src/transport/pcsc.ts';
 import { allowedSlots, VPCD_SLOTS } from '../../src/transport/pcsc-vpcd.ts';
 
 export { allowedSlots };
@@ -172,9 +172,8 @@ export async function startEmulator(args: string[], readers: string[], timeoutMs
   const p = purselab(['emulate', ...args]);
   try {
     await p.waitForOutput(new RegExp(`(vpcd session open for [^\\n]*\\n[^]*){${readers.length}}`), timeoutMs);
-    for (const r of readers) {
-      if (!(await waitForReader(r, cardIn, timeoutMs))) throw new Error(`the emulated card did not appear in '${r}' within ${timeoutMs} ms`);
-    }
+    const missing = await waitForCards(readers, timeoutMs);
+    if (missing !== undefined) throw new Error(`the emulated card did not appear in '${missing}' within ${timeoutMs} ms`);
   } catch (e) {
     await p.stop('SIGKILL');
     throw new Error(`${(e as Error).message}; emulate said: ${p.stdout} ${p.stderr}`);

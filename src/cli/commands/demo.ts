@@ -65,9 +65,8 @@ async function pcscRig(card: SimulatedCard, psam: SimulatedCard): Promise<Rig | 
   try {
     await Promise.all(connectors.map((c) => c.waitForSession(10_000)));
     // pcscd reports a card at its next poll of the reader, a moment after the vpcd session starts.
-    for (const s of free.slice(0, 2)) {
-      if (!(await pcsc.waitForReader(s.reader, pcsc.cardIn, 10_000))) throw new Error(`pcscd did not report the card in '${s.reader}' within 10 s`);
-    }
+    const missing = await pcsc.waitForCards([free[0]!.reader, free[1]!.reader], 10_000);
+    if (missing !== undefined) throw new Error(`pcscd did not report the card in '${missing}' within 10 s`);
     const cardCh = await pcsc.openPcscChannel(free[0]!.reader);
     const psamCh = await pcsc.openPcscChannel(free[1]!.reader).catch(async (e) => {
       await cardCh.close();

@@ -4,7 +4,7 @@
 
 import { toHex } from '../../apdu/hex.ts';
 import { PurselabError } from '../../errors.ts';
-import { cardIn, listReaders, waitForReader, type PcscEvent, type PcscReaderInfo } from '../../transport/pcsc.ts';
+import { listReaders, waitForCards, type PcscEvent, type PcscReaderInfo } from '../../transport/pcsc.ts';
 import { watchReaders } from '../../transport/pcsc-watcher.ts';
 import { emit, parseCommandArgs, UsageError, type CliCommand, type CliIo } from '../command.ts';
 
@@ -93,16 +93,6 @@ async function watch(io: CliIo, json: boolean): Promise<number> {
 /** How long --wait-card waits by default: pcscd polls a vpcd slot about every 400 ms, a real reader at once. */
 const WAIT_CARD_DEFAULT_MS = 10_000;
 
-/** Wait until every reader named holds a card, within one deadline; throws NO_CARD naming the first that did not. */
-async function waitForCards(readers: readonly string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (const reader of readers) {
-    if (!(await waitForReader(reader, cardIn, Math.max(0, deadline - Date.now())))) {
-      throw new PurselabError('NO_CARD', `no card in reader '${reader}' after ${timeoutMs} ms (is pcscd running, and the reader's exact name given? \`purselab readers\` lists them)`);
-    }
-  }
-}
-
 export const readersCommand: CliCommand = {
   name: 'readers',
   summary: 'list PC/SC readers and the card (ATR) in each; --watch follows reader and card events',
@@ -143,7 +133,11 @@ export const readersCommand: CliCommand = {
       timeoutMs = Number(values.timeout);
       if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive whole number of milliseconds, got '${values.timeout}'`);
     }
-    if (waitCards.length) await waitForCards(waitCards, timeoutMs ?? WAIT_CARD_DEFAULT_MS);
+    if (waitCards.length) {
+      const waitMs = timeoutMs ?? WAIT_CARD_DEFAULT_MS;
+      const missing = await waitForCards(waitCards, waitMs);
+      if (missing !== undefined) throw new PurselabError('NO_CARD', `no card in reader '${missing}' after ${waitMs} ms (is pcscd running, and the reader's exact name given? \`purselab readers\` lists them)`);
+    }
     const readers = await listReaders(timeoutMs !== undefined ? { timeoutMs } : {});
     emit(io, json, readers.map(readerJson), () => {
       if (readers.length === 0) return ['no readers (pcscd is running but has no reader: plug one in, or configure vpcd)'];
